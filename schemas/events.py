@@ -1,0 +1,213 @@
+"""The event contract: what can be revoked, and the envelope every event travels in.
+
+Guarantees this module gives, and every consumer relies on:
+
+* **Revocations only grow.** No event type "un-revokes". Each one adds a fact to a
+  join-semilattice (a revoked id, or a time to take the maximum of), so applying
+  events twice or out of order gives the same state.
+* **Every fact carries its own end.** ``expires_at`` is when the credential the
+  event guards would have expired anyway; after it the fact can be forgotten.
+* **Events are immutable and strict.** Models are frozen, unknown fields are
+  rejected, datetimes must carry a timezone (revocation times are compared across
+  machines).
+
+A heartbeat rides the same topic and envelope; it revokes nothing and tells a
+consumer how fresh its view of one partition is.
+
+    >>> ev = SessionRevoked(subject=Subject(id="u-1", kind="human"),
+    ...                     session_id="s-42", expires_at=in_seconds(3600))
+    >>> env = Envelope.wrap(ev, issuer="iam.example")
+    >>> env.event.type
+    'session.revoked'
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "EVENT_TYPES",
+    "SCHEMA_VERSION",
+    "ClaimsChanged",
+    "CredentialKind",
+    "CredentialRotated",
+    "Envelope",
+    "Event",
+    "Heartbeat",
+    "RevocationEvent",
+    "SessionRevoked",
+    "Subject",
+    "SubjectKind",
+    "SubjectOffboarded",
+    "TokenRevoked",
+    "in_seconds",
+]
+
+SCHEMA_VERSION = 1
+"""Version of the envelope. Bumped only for changes old consumers cannot read."""
+
+_Id = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def in_seconds(seconds: float) -> datetime:
+    """An aware UTC datetime ``seconds`` from now (a convenience for ``expires_at``)."""
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SubjectKind(StrEnum):
+    HUMAN = "human"
+    SERVICE_ACCOUNT = "service_account"
+    AI_AGENT = "ai_agent"
+
+
+class Subject(_Model):
+    """Who the revocation is about: a person, a service account or an AI agent.
+
+    ``id`` is what tokens carry in ``sub`` (and, for delegation, in ``act.sub``,
+    ``azp`` or ``client_id``).
+    """
+
+    id: _Id
+    kind: SubjectKind
+    tenant: _Id | None = None
+
+
+class _Revocation(_Model):
+    subject: Subject
+    expires_at: AwareDatetime = Field(
+        description="When the credential this event guards expires anyway; the fact "
+        "can be forgotten after it.",
+    )
+    reason: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None, description="Free text for humans and audit logs."
+    )
+
+
+class SessionRevoked(_Revocation):
+    """A session ends now: every token carrying ``sid == session_id`` is rejected."""
+
+    type: Literal["session.revoked"] = "session.revoked"
+    session_id: _Id
+
+
+class TokenRevoked(_Revocation):
+    """One token is rejected: the one carrying ``jti == jti``."""
+
+    type: Literal["token.revoked"] = "token.revoked"
+    jti: _Id
+
+
+class SubjectOffboarded(_Revocation):
+    """Every token for ``subject`` issued before ``not_before`` is rejected.
+
+    This is how a person, a service account or an agent loses all access at once,
+    including tokens in which the subject only appears as an actor or client.
+    """
+
+    type: Literal["subject.offboarded"] = "subject.offboarded"
+    not_before: AwareDatetime
+
+
+class ClaimsChanged(_Revocation):
+    """The subject's roles or claims changed at ``changed_at``.
+
+    Tokens issued before it are not revoked but *stale*: a service answers with a
+    claims challenge so the client fetches a fresh token.
+    """
+
+    type: Literal["claims.changed"] = "claims.changed"
+    changed_at: AwareDatetime
+    claims: tuple[Annotated[str, Field(min_length=1, max_length=128)], ...] = Field(
+        default=(), description="Names of the claims that changed, e.g. ('roles',)."
+    )
+
+
+class CredentialKind(StrEnum):
+    SIGNING_KEY = "kid"
+    """A token-signing key: tokens whose JOSE header names this ``kid``."""
+    CLIENT = "client_id"
+    """An OAuth client or agent credential: tokens whose ``azp``/``client_id`` names it."""
+
+
+class CredentialRotated(_Revocation):
+    """Tokens tied to ``credential_id`` and issued before ``not_before`` are rejected."""
+
+    type: Literal["credential.rotated"] = "credential.rotated"
+    credential_id: _Id
+    credential_kind: CredentialKind
+    not_before: AwareDatetime
+
+
+class Heartbeat(_Model):
+    """Freshness: "everything on this partition up to here has been published"."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+    partition: Annotated[int, Field(ge=0)]
+    emitter: _Id
+
+
+RevocationEvent = SessionRevoked | TokenRevoked | SubjectOffboarded | ClaimsChanged | CredentialRotated
+Event = Annotated[RevocationEvent | Heartbeat, Field(discriminator="type")]
+
+EVENT_TYPES: dict[str, type[_Model]] = {
+    "session.revoked": SessionRevoked,
+    "token.revoked": TokenRevoked,
+    "subject.offboarded": SubjectOffboarded,
+    "claims.changed": ClaimsChanged,
+    "credential.rotated": CredentialRotated,
+    "heartbeat": Heartbeat,
+}
+
+
+class Envelope(_Model):
+    """What travels on the topic: one event, its identity, its publish time.
+
+    ``published_at_ns`` is ``time.time_ns()`` on the publisher: receipts carry the
+    apply time in the same unit, so propagation latency is a subtraction.
+    """
+
+    v: Literal[1] = SCHEMA_VERSION
+    event_id: uuid.UUID
+    published_at_ns: Annotated[int, Field(gt=0)]
+    issuer: _Id
+    event: Event
+
+    @field_validator("event_id")
+    @classmethod
+    def _uuid_version(cls, value: uuid.UUID) -> uuid.UUID:
+        if value.version not in (4, 7):
+            raise ValueError("event_id must be a UUID version 4 or 7")
+        return value
+
+    @classmethod
+    def wrap(cls, event: RevocationEvent | Heartbeat, *, issuer: str) -> Envelope:
+        """A new envelope with a fresh id, stamped with the current time."""
+        return cls(
+            event_id=uuid.uuid4(), published_at_ns=time.time_ns(), issuer=issuer, event=event
+        )
+
+    def restamped(self) -> Envelope:
+        """The same event with ``published_at_ns`` set to now (just before sending)."""
+        return self.model_copy(update={"published_at_ns": time.time_ns()})
+
+    @property
+    def partition_key(self) -> bytes | None:
+        """Kafka key: the subject id, so one subject's events stay in order."""
+        event = self.event
+        if isinstance(event, Heartbeat):
+            return None
+        return event.subject.id.encode()
+
+    @property
+    def published_at(self) -> datetime:
+        return datetime.fromtimestamp(self.published_at_ns / 1e9, tz=UTC)

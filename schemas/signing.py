@@ -1,0 +1,198 @@
+"""Signed events: Ed25519 JWS with a ``kid``, and the set of keys a consumer trusts.
+
+An event on the wire is a compact JWS (``header.payload.signature``) whose payload
+is the envelope's JSON. The header names the signing key (``kid``) and the
+algorithm, which must be ``EdDSA``: a consumer never lets the token pick a weaker
+algorithm, and never accepts ``none``.
+
+Key rotation without downtime: publish the new public key in the JWKS next to the
+old one, switch the producer to the new private key, and drop the old public key
+once every event it signed has expired from the topic. During the overlap both
+verify.
+
+    key = SigningKey.generate("2026-11")
+    trusted = KeySet.from_jwks({"keys": [key.public_jwk()]})
+    payload = trusted.verify(key.sign(b'{"hello": 1}'))
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from jwt.algorithms import OKPAlgorithm
+
+from schemas.exceptions import (
+    BadSignatureError,
+    ConfigError,
+    MissingSignatureError,
+    UndecodableEventError,
+    UnknownKeyError,
+)
+
+__all__ = ["ALGORITHM", "JWS_TYPE", "KeySet", "SigningKey"]
+
+ALGORITHM = "EdDSA"
+JWS_TYPE = "revocast-event+jws"
+
+_jws = jwt.PyJWS()
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private Ed25519 key and the ``kid`` under which consumers know it."""
+
+    kid: str
+    private_key: Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls, kid: str) -> SigningKey:
+        return cls(kid=kid, private_key=Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_jwk(cls, jwk: Mapping[str, Any]) -> SigningKey:
+        """Load a private OKP/Ed25519 JWK (it must have ``d`` and ``kid``)."""
+        if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "d" not in jwk:
+            raise ConfigError("signing key must be a private Ed25519 JWK (kty=OKP, crv=Ed25519, d)")
+        if not jwk.get("kid"):
+            raise ConfigError("signing key JWK has no 'kid': consumers could not pick the key")
+        key = OKPAlgorithm.from_jwk(dict(jwk))
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigError("signing key JWK is not an Ed25519 private key")
+        return cls(kid=str(jwk["kid"]), private_key=key)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> SigningKey:
+        try:
+            return cls.from_jwk(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read signing key {path}: {exc}") from None
+
+    def private_jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any] = OKPAlgorithm.to_jwk(self.private_key, as_dict=True)
+        return {**jwk, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
+
+    def public_jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any] = OKPAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
+        return {**jwk, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
+
+    def sign(self, payload: bytes) -> bytes:
+        token = _jws.encode(
+            payload,
+            self.private_key,
+            algorithm=ALGORITHM,
+            headers={"kid": self.kid, "typ": JWS_TYPE},
+        )
+        return token.encode("ascii")
+
+
+class KeySet:
+    """The public keys a consumer trusts, by ``kid`` (a JWKS)."""
+
+    def __init__(self, keys: Mapping[str, Ed25519PublicKey] | None = None) -> None:
+        self._keys: dict[str, Ed25519PublicKey] = dict(keys or {})
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, kid: object) -> bool:
+        return kid in self._keys
+
+    @property
+    def kids(self) -> list[str]:
+        return sorted(self._keys)
+
+    @classmethod
+    def of(cls, keys: Iterable[SigningKey]) -> KeySet:
+        """Trust the public halves of these signing keys (handy in tests)."""
+        return cls({k.kid: k.private_key.public_key() for k in keys})
+
+    @classmethod
+    def from_jwks(cls, jwks: Mapping[str, Any]) -> KeySet:
+        keys = jwks.get("keys")
+        if not isinstance(keys, list):
+            raise ConfigError("JWKS must be an object with a 'keys' array")
+        out: dict[str, Ed25519PublicKey] = {}
+        for i, jwk in enumerate(keys):
+            if not isinstance(jwk, dict) or not jwk.get("kid"):
+                raise ConfigError(f"JWKS keys[{i}] has no 'kid'")
+            if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+                raise ConfigError(f"JWKS keys[{i}] ({jwk['kid']}) is not an Ed25519 key")
+            public = {k: v for k, v in jwk.items() if k != "d"}
+            key = OKPAlgorithm.from_jwk(public)
+            if not isinstance(key, Ed25519PublicKey):
+                raise ConfigError(f"JWKS keys[{i}] ({jwk['kid']}) is not an Ed25519 public key")
+            out[str(jwk["kid"])] = key
+        return cls(out)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> KeySet:
+        try:
+            return cls.from_jwks(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read JWKS file {path}: {exc}") from None
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 5.0) -> KeySet:
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(f"JWKS URL must be http(s): {url!r}")
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (scheme checked above)
+                return cls.from_jwks(json.loads(resp.read()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot fetch JWKS from {url}: {exc}") from None
+
+    @classmethod
+    def load(cls, source: str) -> KeySet:
+        """A JWKS from a URL (``http(s)://``) or a file path."""
+        if source.startswith(("https://", "http://")):
+            return cls.from_url(source)
+        return cls.from_file(source)
+
+    def to_jwks(self) -> dict[str, Any]:
+        return {
+            "keys": [
+                {**OKPAlgorithm.to_jwk(k, as_dict=True), "kid": kid, "alg": ALGORITHM, "use": "sig"}
+                for kid, k in sorted(self._keys.items())
+            ]
+        }
+
+    def verify(self, token: bytes) -> bytes:
+        """The signed payload, or a :class:`SignatureError` that says why not."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError as exc:
+            raise UndecodableEventError(f"not a JWS: {exc}") from None
+        alg = header.get("alg")
+        if alg != ALGORITHM:
+            raise BadSignatureError(f"algorithm {alg!r} is not allowed (only {ALGORITHM})")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise UnknownKeyError("signature has no 'kid'")
+        key = self._keys.get(kid)
+        if key is None:
+            raise UnknownKeyError(f"kid {kid!r} is not trusted (trusted: {', '.join(self.kids) or 'none'})")
+        try:
+            decoded = _jws.decode_complete(token, key, algorithms=[ALGORITHM])
+        except jwt.InvalidSignatureError:
+            raise BadSignatureError(f"signature does not verify with kid {kid!r}") from None
+        except jwt.PyJWTError as exc:
+            raise BadSignatureError(f"invalid JWS: {exc}") from None
+        payload: bytes = decoded["payload"]
+        return payload
+
+
+def is_signed(data: bytes) -> bool:
+    """Whether ``data`` looks like a compact JWS rather than plain JSON."""
+    return not data.lstrip().startswith(b"{") and data.count(b".") == 2
+
+
+def require_signature(data: bytes) -> None:
+    if not is_signed(data):
+        raise MissingSignatureError("event is not signed (a JWS is required)")
