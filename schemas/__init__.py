@@ -37,7 +37,7 @@ from schemas.exceptions import (
 )
 from schemas.receipts import Receipt
 from schemas.signing import ALGORITHM, KeySet, SigningKey
-from schemas.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, RECEIPTS_TOPIC
+from schemas.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, RECEIPTS_TOPIC, TopicNames
 
 __all__ = [
     "ALGORITHM",
@@ -72,6 +72,7 @@ __all__ = [
     "SubjectKind",
     "SubjectOffboarded",
     "TokenRevoked",
+    "TopicNames",
     "UndecodableEventError",
     "UnknownEventTypeError",
     "UnknownKeyError",
