@@ -1,0 +1,1 @@
+"""The demo: a revocation propagating to several services, with measured latency."""
