@@ -156,7 +156,9 @@ class Heartbeat(_Model):
     emitter: _Id
 
 
-RevocationEvent = SessionRevoked | TokenRevoked | SubjectOffboarded | ClaimsChanged | CredentialRotated
+RevocationEvent = (
+    SessionRevoked | TokenRevoked | SubjectOffboarded | ClaimsChanged | CredentialRotated
+)
 Event = Annotated[RevocationEvent | Heartbeat, Field(discriminator="type")]
 
 EVENT_TYPES: dict[str, type[_Model]] = {
@@ -176,7 +178,7 @@ class Envelope(_Model):
     apply time in the same unit, so propagation latency is a subtraction.
     """
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1] = 1  # SCHEMA_VERSION
     event_id: uuid.UUID
     published_at_ns: Annotated[int, Field(gt=0)]
     issuer: _Id

@@ -1,7 +1,7 @@
 """Export the contract as JSON Schema, for consumers written in other languages.
 
-    python -m schemas.export            # rewrite schemas/jsonschema/*.json
-    python -m schemas.export --check    # exit 1 if the committed files are stale
+python -m schemas.export            # rewrite schemas/jsonschema/*.json
+python -m schemas.export --check    # exit 1 if the committed files are stale
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             print(f"wrote {path}")
     if stale:
-        print(f"stale JSON Schema: {', '.join(stale)}; run `python -m schemas.export`", file=sys.stderr)
+        print(
+            f"stale JSON Schema: {', '.join(stale)}; run `python -m schemas.export`",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

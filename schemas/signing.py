@@ -17,6 +17,7 @@ verify.
 
 from __future__ import annotations
 
+import binascii
 import json
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -25,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
+from jwt.utils import base64url_decode
 
 from schemas.exceptions import (
     BadSignatureError,
@@ -164,27 +167,39 @@ class KeySet:
         }
 
     def verify(self, token: bytes) -> bytes:
-        """The signed payload, or a :class:`SignatureError` that says why not."""
+        """The signed payload, or a :class:`SignatureError` that says why not.
+
+        Compact JWS (RFC 7515) is parsed once here and the Ed25519 check made with
+        ``cryptography`` directly: pyjwt's decode path parses the header twice and
+        cost more than the signature check itself, halving a consumer's throughput.
+        Signing still goes through pyjwt.
+        """
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.DecodeError as exc:
-            raise UndecodableEventError(f"not a JWS: {exc}") from None
+            signing_input, _, sig_b64 = token.rpartition(b".")
+            header_b64, _, payload_b64 = signing_input.partition(b".")
+            header: Any = json.loads(base64url_decode(header_b64))
+            signature = base64url_decode(sig_b64)
+            payload = base64url_decode(payload_b64)
+        except (ValueError, TypeError, binascii.Error) as exc:
+            raise UndecodableEventError(f"not a compact JWS: {exc}") from None
+        if not isinstance(header, dict):
+            raise UndecodableEventError("JWS header is not a JSON object")
         alg = header.get("alg")
         if alg != ALGORITHM:
             raise BadSignatureError(f"algorithm {alg!r} is not allowed (only {ALGORITHM})")
+        if "crit" in header or "b64" in header:
+            raise BadSignatureError("JWS extensions (crit, b64) are not accepted")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise UnknownKeyError("signature has no 'kid'")
         key = self._keys.get(kid)
         if key is None:
-            raise UnknownKeyError(f"kid {kid!r} is not trusted (trusted: {', '.join(self.kids) or 'none'})")
+            trusted = ", ".join(self.kids) or "none"
+            raise UnknownKeyError(f"kid {kid!r} is not trusted (trusted: {trusted})")
         try:
-            decoded = _jws.decode_complete(token, key, algorithms=[ALGORITHM])
-        except jwt.InvalidSignatureError:
+            key.verify(signature, signing_input)
+        except InvalidSignature:
             raise BadSignatureError(f"signature does not verify with kid {kid!r}") from None
-        except jwt.PyJWTError as exc:
-            raise BadSignatureError(f"invalid JWS: {exc}") from None
-        payload: bytes = decoded["payload"]
         return payload
 
 
