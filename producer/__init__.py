@@ -1,0 +1,30 @@
+"""revocast's producer: publish signed revocations, heartbeat, and track where they are in force.
+
+The HTTP API lives in :mod:`producer.api` (imported on demand: it pulls in Starlette).
+"""
+
+from producer.exceptions import BulkPublishError, NotInForceError
+from producer.heartbeat import HeartbeatEmitter
+from producer.publisher import FailedEvent, Published, Revocation, RevocationPublisher
+from producer.settings import ApiToken, ProducerSettings
+from producer.topics import TopicsReport, TopicState, ensure_topics
+from producer.tracker import EventStatus, InForce, ReceiptTracker, ServiceApplied
+
+__all__ = [
+    "ApiToken",
+    "BulkPublishError",
+    "EventStatus",
+    "FailedEvent",
+    "HeartbeatEmitter",
+    "InForce",
+    "NotInForceError",
+    "ProducerSettings",
+    "Published",
+    "ReceiptTracker",
+    "Revocation",
+    "RevocationPublisher",
+    "ServiceApplied",
+    "TopicState",
+    "TopicsReport",
+    "ensure_topics",
+]

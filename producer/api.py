@@ -1,0 +1,592 @@
+"""HTTP API for IAM systems: POST a revocation, GET whether it is in force.
+
+Endpoints (all JSON):
+
+* ``POST /v1/revocations/{session|token|subject|claims|credential}`` - scope
+  ``revoke:<kind>`` or ``revoke:*``. 202 with ``event_id``, ``partition``,
+  ``offset`` and ``status_url`` once the broker acknowledged the event (acks=all).
+* ``GET /v1/revocations/{event_id}`` - scope ``status:read``. Which services and
+  instances applied it, with latencies; ``?services=a,b&wait=5`` waits up to 5 s
+  for those services.
+* ``GET /healthz`` - liveness, no authentication. ``GET /openapi.json`` - OpenAPI 3.1.
+
+Guarantees:
+
+* **202 means published.** A 202 is sent only after the broker acknowledged the
+  event. When the broker is unavailable the answer is 503 with
+  ``"published": false`` within the publisher's delivery timeout: nothing is
+  claimed as published that was not acknowledged.
+* **Authentication before anything else.** 401 (with ``WWW-Authenticate: Bearer``)
+  when the bearer token is missing or unknown, 403 when it lacks the scope; the
+  body is not parsed before that. Tokens are compared in constant time and never
+  logged: logs name the token's ``name``.
+* **Validation names the field.** A body that is not a valid request is a 422 whose
+  ``field`` is the dotted path of the first offending field.
+
+Serve it with ``revocast serve-api`` or ``python -m producer.api`` (uvicorn).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from producer.exceptions import NotInForceError
+from producer.publisher import Published, RevocationPublisher
+from producer.requests import REQUEST_TYPES, parse_request
+from producer.settings import REVOKE_SCOPES, STATUS_SCOPE, ApiToken, ProducerSettings
+from producer.tracker import EventStatus, ReceiptTracker
+from schemas import (
+    ConfigError,
+    InfrastructureError,
+    SchemaViolationError,
+    SigningKey,
+)
+
+__all__ = [
+    "ErrorResponse",
+    "PublishedResponse",
+    "StatusResponse",
+    "create_app",
+    "main",
+    "openapi_document",
+    "serve",
+]
+
+log = logging.getLogger("producer.api")  # also when run as __main__
+
+REALM = "revocast"
+MAX_BODY = 64 * 1024
+MAX_WAIT = 30.0
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PublishedResponse(_Out):
+    """202: the broker acknowledged the revocation."""
+
+    event_id: uuid.UUID
+    type: str
+    topic: str
+    partition: int
+    offset: int
+    published_at: datetime
+    status_url: str
+
+
+class StatusResponse(_Out):
+    """Which services applied an event, and whether the expected ones all did."""
+
+    status: EventStatus
+    expected: list[str] = Field(description="Services the answer was checked against.")
+    missing: list[str] = Field(description="Expected services with no receipt yet.")
+    in_force: bool | None = Field(
+        description="All expected services applied it (None: none expected)."
+    )
+    latency_ms: float | None = Field(
+        default=None, description="When the last expected service applied it (ms after publish)."
+    )
+
+
+class ErrorResponse(_Out):
+    error: str = Field(
+        description="A stable code: unauthorized, forbidden, invalid_request, "
+        "broker_unavailable, not_found, bad_request."
+    )
+    message: str
+    field: str | None = None
+    published: bool | None = Field(default=None, description="Set on 503: always false.")
+
+
+def _error(
+    status: int,
+    error: str,
+    message: str,
+    *,
+    field: str | None = None,
+    published: bool | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorResponse(error=error, message=message, field=field, published=published)
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status, headers=headers)
+
+
+# --------------------------------------------------------------------------- state
+
+
+class _Backend:
+    """The publisher and tracker, created on first need and re-created after failures."""
+
+    def __init__(
+        self,
+        settings: ProducerSettings,
+        signer: SigningKey | None,
+        publisher: RevocationPublisher | None,
+        tracker: ReceiptTracker | None,
+    ) -> None:
+        self.settings = settings
+        self.signer = signer
+        self.publisher = publisher
+        self.tracker = tracker
+        self._owned: list[RevocationPublisher | ReceiptTracker] = []
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+
+    def get_publisher(self) -> RevocationPublisher:
+        with self._lock:
+            if self.publisher is None:
+                signer = self.signer if self.signer is not None else self.settings.signing_key()
+                self.publisher = RevocationPublisher.from_settings(self.settings, signer=signer)
+                self._owned.append(self.publisher)
+            return self.publisher
+
+    def get_tracker(self) -> ReceiptTracker:
+        with self._lock:
+            if self.tracker is None:
+                s = self.settings
+                tracker = ReceiptTracker(
+                    s.bootstrap_servers,
+                    s.topics,
+                    start=datetime.now(UTC) - s.status_lookback,
+                    connect_timeout=s.connect_timeout,
+                    client_id=f"{s.client_id}-tracker",
+                )
+                tracker.start()
+                try:
+                    tracker.catch_up(timeout=s.connect_timeout)
+                except InfrastructureError:
+                    tracker.stop()
+                    raise
+                self.tracker = tracker
+                self._owned.append(tracker)
+            return self.tracker
+
+    def warm_up(self) -> None:
+        """Connect eagerly, but let the API start (and answer 503) when Kafka is down."""
+        for what, connect in (("publisher", self.get_publisher), ("tracker", self.get_tracker)):
+            try:
+                connect()
+            except InfrastructureError as exc:
+                self.last_error = str(exc)
+                log.warning("%s not connected yet (will retry on demand): %s", what, exc)
+
+    def close(self) -> None:
+        for owned in reversed(self._owned):
+            try:
+                if isinstance(owned, RevocationPublisher):
+                    owned.close(timeout=2.0)
+                else:
+                    owned.stop(timeout=2.0)
+            except Exception:  # shutting down: report, never raise
+                log.exception("closing %r", owned)
+        self._owned.clear()
+
+
+# --------------------------------------------------------------------------- auth
+
+
+class _Auth:
+    def __init__(self, tokens: list[ApiToken]) -> None:
+        self._tokens = [(t.token.get_secret_value().encode(), t) for t in tokens]
+
+    def check(self, request: Request, scope: str) -> ApiToken | Response:
+        header = request.headers.get("authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return _error(
+                401,
+                "unauthorized",
+                "a bearer token is required (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'},
+            )
+        given = credentials.strip().encode()
+        found: ApiToken | None = None
+        for secret, token in self._tokens:  # compare with every token: constant time per token
+            if hmac.compare_digest(secret, given):
+                found = token
+        if found is None:
+            return _error(
+                401,
+                "unauthorized",
+                "the bearer token is not valid",
+                headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'},
+            )
+        if not found.allows(scope):
+            return _error(
+                403,
+                "forbidden",
+                f"token {found.name!r} lacks the scope {scope!r}",
+                headers={
+                    "WWW-Authenticate": (
+                        f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'
+                    )
+                },
+            )
+        return found
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _unavailable(exc: InfrastructureError) -> JSONResponse:
+    return _error(
+        503,
+        "broker_unavailable",
+        str(exc),
+        published=False,
+        headers={"Retry-After": "5"},
+    )
+
+
+def create_app(
+    settings: ProducerSettings,
+    *,
+    signer: SigningKey | None = None,
+    publisher: RevocationPublisher | None = None,
+    tracker: ReceiptTracker | None = None,
+    warm_up: bool = True,
+) -> Starlette:
+    """The ASGI app. ``publisher``/``tracker`` are created from ``settings`` when not given
+    (and then owned and closed by the app); ``signer`` overrides the key file."""
+    tokens = settings.tokens()
+    if not tokens:
+        log.warning("no API tokens configured (REVOCAST_API_TOKENS): every request gets 401")
+    if signer is None and publisher is None:
+        signer = settings.signing_key()  # fail at start-up, not at the first revocation
+    auth = _Auth(tokens)
+    backend = _Backend(settings, signer, publisher, tracker)
+
+    async def revoke(request: Request) -> Response:
+        kind = request.path_params["kind"]
+        if kind not in REQUEST_TYPES:
+            return _error(404, "not_found", f"unknown revocation kind {kind!r}")
+        who = auth.check(request, REVOKE_SCOPES[kind])
+        if isinstance(who, Response):
+            return who
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return _error(413, "bad_request", f"body larger than {MAX_BODY} bytes")
+        try:
+            data = json.loads(body or b"null")
+        except ValueError:
+            return _error(400, "bad_request", "the body is not JSON")
+        try:
+            event = parse_request(kind, data).to_event(
+                default_lifetime=settings.default_credential_lifetime,
+                max_lifetime=settings.max_credential_lifetime,
+            )
+        except SchemaViolationError as exc:
+            return _error(422, "invalid_request", str(exc), field=exc.field)
+        try:
+            pub = await run_in_threadpool(backend.get_publisher)
+            published: Published = await run_in_threadpool(pub.publish, event)
+        except InfrastructureError as exc:
+            log.warning("revocation from %s not published: %s", who.name, exc)
+            return _unavailable(exc)
+        log.info(
+            "published %s %s for %s (by %s) at %s/%d@%d",
+            published.event_type,
+            published.event_id,
+            event.subject.id,
+            who.name,
+            published.topic,
+            published.partition,
+            published.offset,
+        )
+        body_out = PublishedResponse(
+            event_id=published.event_id,
+            type=published.event_type,
+            topic=published.topic,
+            partition=published.partition,
+            offset=published.offset,
+            published_at=published.published_at,
+            status_url=str(request.url_for("status", event_id=str(published.event_id))),
+        )
+        return JSONResponse(body_out.model_dump(mode="json"), 202)
+
+    async def status(request: Request) -> Response:
+        who = auth.check(request, STATUS_SCOPE)
+        if isinstance(who, Response):
+            return who
+        try:
+            event_id = uuid.UUID(request.path_params["event_id"])
+        except ValueError:
+            return _error(422, "invalid_request", "event_id: not a UUID", field="event_id")
+        raw_services = request.query_params.get("services")
+        expected = (
+            [s.strip() for s in raw_services.split(",") if s.strip()]
+            if raw_services is not None
+            else list(settings.expected_services)
+        )
+        try:
+            wait = min(float(request.query_params.get("wait", "0")), MAX_WAIT)
+        except ValueError:
+            return _error(422, "invalid_request", "wait: not a number", field="wait")
+        try:
+            trk = await run_in_threadpool(backend.get_tracker)
+        except InfrastructureError as exc:
+            return _unavailable(exc)
+        latency: float | None = None
+        if expected and wait > 0:
+            try:
+                in_force = await run_in_threadpool(
+                    trk.wait_in_force, event_id, expected, timeout=wait
+                )
+                latency = in_force.latency_ms
+            except NotInForceError:
+                pass
+        current = trk.status(event_id)
+        missing = current.missing(expected) if expected else []
+        if expected and not missing and latency is None:
+            latency = max(current.services[s].first_ms for s in expected)
+        out = StatusResponse(
+            status=current,
+            expected=expected,
+            missing=missing,
+            in_force=(not missing) if expected else None,
+            latency_ms=latency,
+        )
+        return JSONResponse(out.model_dump(mode="json"))
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "publisher": "connected" if backend.publisher is not None else "not connected",
+                "tracker": "running"
+                if backend.tracker is not None and backend.tracker.running
+                else "not running",
+            }
+        )
+
+    document = openapi_document()
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if warm_up:
+            await run_in_threadpool(backend.warm_up)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(backend.close)
+
+    app = Starlette(
+        routes=[
+            Route("/v1/revocations/{kind:str}", revoke, methods=["POST"], name="revoke"),
+            Route("/v1/revocations/{event_id:str}", status, methods=["GET"], name="status"),
+            Route("/healthz", healthz, methods=["GET"], name="healthz"),
+            Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.backend = backend
+    return app
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+
+def openapi_document() -> dict[str, Any]:
+    """An OpenAPI 3.1 document assembled from the pydantic models' JSON Schemas."""
+    models: list[type[BaseModel]] = [
+        *REQUEST_TYPES.values(),
+        PublishedResponse,
+        StatusResponse,
+        ErrorResponse,
+    ]
+    _, defs = models_json_schema(
+        [(m, "validation") for m in models[:-3]] + [(m, "serialization") for m in models[-3:]],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas: dict[str, Any] = defs.get("$defs", {})
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    def error(description: str, **headers: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "description": description,
+            "content": {"application/json": {"schema": ref(ErrorResponse)}},
+        }
+        if headers:
+            out["headers"] = {
+                name: {"description": text, "schema": {"type": "string"}}
+                for name, text in headers.items()
+            }
+        return out
+
+    auth_errors = {
+        "401": error(
+            "Missing or unknown bearer token.", **{"WWW-Authenticate": "Bearer challenge"}
+        ),
+        "403": error("The token lacks the scope.", **{"WWW-Authenticate": "Bearer challenge"}),
+    }
+    paths: dict[str, Any] = {}
+    for kind, model in REQUEST_TYPES.items():
+        paths[f"/v1/revocations/{kind}"] = {
+            "post": {
+                "operationId": f"revoke_{kind}",
+                "summary": (model.__doc__ or kind).strip().splitlines()[0],
+                "security": [{"bearer": [REVOKE_SCOPES[kind]]}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(model)}},
+                },
+                "responses": {
+                    "202": {
+                        "description": "Acknowledged by the broker (acks=all).",
+                        "content": {"application/json": {"schema": ref(PublishedResponse)}},
+                    },
+                    "400": error("The body is not JSON."),
+                    **auth_errors,
+                    "422": error("The body is not a valid request; `field` names the field."),
+                    "503": error(
+                        "The broker is unavailable; nothing was published.",
+                        **{"Retry-After": "Seconds to wait before retrying"},
+                    ),
+                },
+            }
+        }
+    paths["/v1/revocations/{event_id}"] = {
+        "get": {
+            "operationId": "revocation_status",
+            "summary": "Which services applied a revocation, and when.",
+            "security": [{"bearer": [STATUS_SCOPE]}],
+            "parameters": [
+                {
+                    "name": "event_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                },
+                {
+                    "name": "services",
+                    "in": "query",
+                    "required": False,
+                    "description": "Comma-separated services to check (default: configured).",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "required": False,
+                    "description": f"Seconds to wait for those services (at most {MAX_WAIT:g}).",
+                    "schema": {"type": "number", "minimum": 0},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "What the receipts say.",
+                    "content": {"application/json": {"schema": ref(StatusResponse)}},
+                },
+                **auth_errors,
+                "422": error("event_id is not a UUID."),
+                "503": error("The broker is unavailable."),
+            },
+        }
+    }
+    paths["/healthz"] = {
+        "get": {
+            "operationId": "healthz",
+            "summary": "Liveness.",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The process is up.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "status": {"type": "string"},
+                                    "publisher": {"type": "string"},
+                                    "tracker": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                }
+            },
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "revocast",
+            "version": "1",
+            "description": "Publish revocations and see where they are in force.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Tokens and scopes come from REVOCAST_API_TOKENS: "
+                    + ", ".join(sorted({*REVOKE_SCOPES.values(), "revoke:*", STATUS_SCOPE})),
+                }
+            },
+        },
+    }
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def serve(settings: ProducerSettings, *, host: str | None = None, port: int | None = None) -> None:
+    """Run the API with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host or settings.api_host,
+        port=settings.api_port if port is None else port,
+        log_level=settings.log_level.lower(),
+        # The access log has no headers, so no tokens; it does have client addresses.
+        access_log=True,
+    )
+
+
+def main() -> int:
+    """``python -m producer.api``: settings from the environment, then :func:`serve`."""
+    try:
+        settings = ProducerSettings.load()
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        serve(settings)
+    except ConfigError as exc:
+        print(f"revocast-api: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
