@@ -85,7 +85,9 @@ class IdentityProvider:
 
 
 @contextmanager
-def service_processes(env: dict[str, str], idp_jwk: Path, workdir: Path) -> Iterator[dict[str, str]]:
+def service_processes(
+    env: dict[str, str], idp_jwk: Path, workdir: Path
+) -> Iterator[dict[str, str]]:
     """Start the three services; yield name -> base URL; stop them on exit."""
     procs: list[subprocess.Popen[bytes]] = []
     urls: dict[str, str] = {}
@@ -95,9 +97,21 @@ def service_processes(env: dict[str, str], idp_jwk: Path, workdir: Path) -> Iter
             log = (workdir / f"{name}.log").open("wb")
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "demo.service", "--service", name,
-                     "--port", str(port), "--idp-jwk", str(idp_jwk)],
-                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "demo.service",
+                        "--service",
+                        name,
+                        "--port",
+                        str(port),
+                        "--idp-jwk",
+                        str(idp_jwk),
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             )
             urls[name] = f"http://127.0.0.1:{port}"
@@ -130,7 +144,7 @@ def service_processes(env: dict[str, str], idp_jwk: Path, workdir: Path) -> Iter
 
 
 def statuses(urls: dict[str, str], token: str) -> str:
-    """Each service's answer to the token, e.g. ``200 200 200`` or ``401 401 401 (invalid_token)``."""
+    """Each service's answer to the token: ``200 200 200``, ``401 401 401 (invalid_token)``."""
     headers = {"Authorization": f"Bearer {token}"}
     answers = [httpx.get(f"{u}/whoami", headers=headers, timeout=5) for u in urls.values()]
     codes = " ".join(str(r.status_code) for r in answers)
@@ -172,7 +186,9 @@ def run(burst: int) -> None:
             urls = stack.enter_context(service_processes(env, workdir / "idp.jwk.json", workdir))
         tracker = stack.enter_context(ReceiptTracker(services.kafka_bootstrap, topics))
         publisher = stack.enter_context(
-            RevocationPublisher(services.kafka_bootstrap, topics, signer, issuer="demo", tracker=tracker)
+            RevocationPublisher(
+                services.kafka_bootstrap, topics, signer, issuer="demo", tracker=tracker
+            )
         )
         heartbeat = HeartbeatEmitter(publisher, interval=1.0, emitter="demo-heartbeat")
         heartbeat.start()
@@ -192,18 +208,41 @@ def run(burst: int) -> None:
         }
         later, now = in_seconds(900), datetime.now(UTC) + timedelta(seconds=1)
         revocations = [
-            ("alice (session)", SessionRevoked(subject=alice, session_id="sess-alice-laptop",
-                                               expires_at=later, reason="laptop stolen")),
-            ("svc-ci-deployer (token)", TokenRevoked(subject=ci_bot, jti="tok-ci-1",
-                                                     expires_at=later, reason="leaked in CI log")),
-            ("agent-7 acting for bob", SubjectOffboarded(subject=agent, not_before=now,
-                                                         expires_at=later, reason="agent misbehaving")),
-            ("carol (role change)", ClaimsChanged(subject=carol, changed_at=now, claims=("roles",),
-                                                  expires_at=later)),
-            ("legacy-sync client", CredentialRotated(subject=mallory_client,
-                                                     credential_id="client-legacy-sync",
-                                                     credential_kind=CredentialKind.CLIENT,
-                                                     not_before=now, expires_at=later)),
+            (
+                "alice (session)",
+                SessionRevoked(
+                    subject=alice,
+                    session_id="sess-alice-laptop",
+                    expires_at=later,
+                    reason="laptop stolen",
+                ),
+            ),
+            (
+                "svc-ci-deployer (token)",
+                TokenRevoked(
+                    subject=ci_bot, jti="tok-ci-1", expires_at=later, reason="leaked in CI log"
+                ),
+            ),
+            (
+                "agent-7 acting for bob",
+                SubjectOffboarded(
+                    subject=agent, not_before=now, expires_at=later, reason="agent misbehaving"
+                ),
+            ),
+            (
+                "carol (role change)",
+                ClaimsChanged(subject=carol, changed_at=now, claims=("roles",), expires_at=later),
+            ),
+            (
+                "legacy-sync client",
+                CredentialRotated(
+                    subject=mallory_client,
+                    credential_id="client-legacy-sync",
+                    credential_kind=CredentialKind.CLIENT,
+                    not_before=now,
+                    expires_at=later,
+                ),
+            ),
         ]
 
         before = {label: statuses(urls, tok) for label, tok in tokens.items()}
@@ -232,9 +271,15 @@ def run(burst: int) -> None:
         with console.status(f"a burst of {burst} session revocations at ~100/s..."):
             handles = []
             for i in range(burst):
-                handles.append(publisher.revoke(SessionRevoked(
-                    subject=Subject(id=f"user-{i % 50}", kind="human"),
-                    session_id=f"burst-{i}", expires_at=later)))
+                handles.append(
+                    publisher.revoke(
+                        SessionRevoked(
+                            subject=Subject(id=f"user-{i % 50}", kind="human"),
+                            session_id=f"burst-{i}",
+                            expires_at=later,
+                        )
+                    )
+                )
                 time.sleep(0.01)
             for h in handles:
                 in_force = h.wait_in_force(services=list(SERVICES), timeout=30)
@@ -246,16 +291,25 @@ def run(burst: int) -> None:
             burst_table.add_column(col, justify="right" if col != "service" else "left")
         for s in SERVICES:
             v = latencies[s]
-            burst_table.add_row(s, f"{percentile(v, 50):.1f}", f"{percentile(v, 99):.1f}", f"{max(v):.1f}")
-        burst_table.add_row("[bold]in force everywhere[/]", f"{percentile(everywhere, 50):.1f}",
-                            f"{percentile(everywhere, 99):.1f}", f"{max(everywhere):.1f}")
+            burst_table.add_row(
+                s, f"{percentile(v, 50):.1f}", f"{percentile(v, 99):.1f}", f"{max(v):.1f}"
+            )
+        burst_table.add_row(
+            "[bold]in force everywhere[/]",
+            f"{percentile(everywhere, 50):.1f}",
+            f"{percentile(everywhere, 99):.1f}",
+            f"{max(everywhere):.1f}",
+        )
         console.print(burst_table)
         console.print("stopping services and the stack...")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--burst", type=int, default=200, help="session revocations in the burst")
     args = parser.parse_args(argv)
     if not 1 <= args.burst <= 10_000:

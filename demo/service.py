@@ -38,7 +38,11 @@ def make_app(consumer: RevocationConsumer, verifier: Verifier) -> RevocationMidd
         return JSONResponse({"service": consumer.service, "refunded": True})
 
     async def healthz(request: Request) -> JSONResponse:
-        body = {"service": consumer.service, "ready": consumer.ready, "revoked": len(consumer.state)}
+        body = {
+            "service": consumer.service,
+            "ready": consumer.ready,
+            "revoked": len(consumer.state),
+        }
         return JSONResponse(body, status_code=200 if consumer.ready else 503)
 
     app = Starlette(

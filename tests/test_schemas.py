@@ -111,7 +111,9 @@ def test_wrong_key_under_a_trusted_kid_is_a_bad_signature(signing_key, trusted_k
 
 
 def test_tampered_payload_fails_verification(signing_key, trusted_keys) -> None:
-    header, payload, sig = encode(Envelope.wrap(all_events()[0], issuer="x"), signing_key).split(b".")
+    header, payload, sig = encode(Envelope.wrap(all_events()[0], issuer="x"), signing_key).split(
+        b"."
+    )
     tampered = header + b"." + payload[:-4] + b"AAAA" + b"." + sig
     with pytest.raises((BadSignatureError, UndecodableEventError)):
         decode(tampered, trusted_keys)
@@ -188,8 +190,14 @@ def test_json_schema_lists_every_event_type() -> None:
     from schemas.export import json_schemas
 
     text = json.dumps(json_schemas()["envelope.v1.json"])
-    for name in ("session.revoked", "token.revoked", "subject.offboarded", "claims.changed",
-                 "credential.rotated", "heartbeat"):
+    for name in (
+        "session.revoked",
+        "token.revoked",
+        "subject.offboarded",
+        "claims.changed",
+        "credential.rotated",
+        "heartbeat",
+    ):
         assert name in text
 
 
