@@ -1,0 +1,215 @@
+"""Bootstrap a fresh process from retained history, and measure it: ``python -m bench.replay``.
+
+Each measurement runs in its own process so that its peak memory is its own.
+
+* ``--mode apply``: a :class:`consumers.RevocationConsumer` (receipts off) is
+  started on the topic and timed from ``start()`` until ``wait_ready()`` returns,
+  i.e. until every retained record is verified, decoded and applied. Memory: peak
+  RSS (``VmHWM``) and its growth over the RSS measured just before ``start()``.
+* ``--mode raw``: a bare kafka-python ``KafkaConsumer`` (the same client options
+  the RevocationConsumer uses: no group, earliest, library-default fetch sizes
+  and CRC check) reads the same records and does nothing with them; timed from
+  construction to the last record. This is "kafka-python's raw consume rate".
+  With ``--no-crc-check`` it skips the per-batch CRC32C check, which shows what
+  that check costs when the ``crc32c`` C extension is not installed.
+* ``--mode profile``: as ``apply``, but the consumer loop runs in the main thread
+  under pyinstrument (``RevocationConsumer.run()``), stopping once ready; the
+  profile is written to ``--profile-out`` (text) and summarised in the JSON.
+
+The result is one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1])
+    return 0
+
+
+def _rss_kb() -> int:
+    return _status_kb("VmRSS:")
+
+
+def _peak_kb() -> int:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a child
+    # would report its parent's (the harness's) peak.
+    return _status_kb("VmHWM:")
+
+
+def _raw(bootstrap: str, topic: str, timeout: float, check_crcs: bool) -> dict[str, Any]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    rss_before = _rss_kb()
+    begin = time.monotonic()
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id="revocast-bench-raw",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        check_crcs=check_crcs,
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            raise RuntimeError(f"topic {topic!r} not found")
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = {tp: int(o) for tp, o in consumer.end_offsets(tps).items()}
+        records = 0
+        payload = 0
+        deadline = begin + timeout
+        done = False
+        while not done and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=100).values():
+                for record in batch:
+                    records += 1
+                    payload += len(record.value or b"")
+            done = all(consumer.position(tp) >= end for tp, end in ends.items())
+        elapsed = time.monotonic() - begin
+    finally:
+        consumer.close(autocommit=False)
+    return {
+        "mode": "raw",
+        "check_crcs": check_crcs,
+        "records": records,
+        "expected": sum(ends.values()),
+        "complete": done,
+        "payload_bytes": payload,
+        "elapsed_s": round(elapsed, 3),
+        "rate_per_s": round(records / elapsed, 1) if elapsed > 0 else None,
+        "rss_before_kb": rss_before,
+        "peak_rss_kb": _peak_kb(),
+    }
+
+
+def _consumer(bootstrap: str, prefix: str, jwks: str) -> Any:
+    from consumers import RevocationConsumer
+    from schemas import KeySet, TopicNames
+
+    return RevocationConsumer(
+        bootstrap,
+        TopicNames.prefixed(prefix),
+        "bench-replay",
+        "replay-1",
+        KeySet.load(jwks),
+        publish_receipts=False,
+        max_staleness=3600.0,
+    )
+
+
+def _apply(bootstrap: str, prefix: str, jwks: str, timeout: float) -> dict[str, Any]:
+    consumer = _consumer(bootstrap, prefix, jwks)
+    rss_before = _rss_kb()
+    begin = time.monotonic()
+    try:
+        consumer.start()
+        ready = consumer.wait_ready(timeout)
+        elapsed = time.monotonic() - begin
+        stats = consumer.stats()
+        entries = len(consumer.state)
+        counts = consumer.state.counts()
+    finally:
+        consumer.stop()
+    return {
+        "mode": "apply",
+        "records": stats.records,
+        "applied": stats.applied,
+        "dead_lettered": stats.dead_lettered,
+        "complete": ready,
+        "state_entries": entries,
+        "state_counts": counts,
+        "elapsed_s": round(elapsed, 3),
+        "rate_per_s": round(stats.records / elapsed, 1) if elapsed > 0 else None,
+        "rss_before_kb": rss_before,
+        "peak_rss_kb": _peak_kb(),
+        "rss_growth_kb": _peak_kb() - rss_before,
+    }
+
+
+def _profile(bootstrap: str, prefix: str, jwks: str, timeout: float, out: Path) -> dict[str, Any]:
+    from pyinstrument import Profiler
+
+    from bench.profiling import pyinstrument_top
+
+    consumer = _consumer(bootstrap, prefix, jwks)
+
+    def stop_when_ready() -> None:
+        # The loop runs in the main thread (run()); this watcher ends it.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not consumer.ready and consumer.error is None:
+            time.sleep(0.05)
+        consumer.stop()
+
+    watcher = threading.Thread(target=stop_when_ready, daemon=True)
+    profiler = Profiler(interval=0.001)
+    begin = time.monotonic()
+    watcher.start()
+    profiler.start()
+    try:
+        consumer.run()
+    finally:
+        profiler.stop()
+    elapsed = time.monotonic() - begin
+    out.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+    stats = consumer.stats()
+    return {
+        "mode": "profile",
+        "records": stats.records,
+        "elapsed_s": round(elapsed, 3),
+        "profiler": "pyinstrument (main-thread consumer loop; 1 ms interval)",
+        "top": pyinstrument_top(profiler.last_session),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.replay")
+    parser.add_argument("--mode", choices=("raw", "apply", "profile"), required=True)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--prefix", required=True, help="topic prefix (TopicNames.prefixed)")
+    parser.add_argument("--jwks", default=None)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--profile-out", default=None)
+    parser.add_argument(
+        "--no-crc-check",
+        action="store_true",
+        help="raw mode: check_crcs=False, to measure what kafka-python's pure-Python CRC "
+        "check costs (RevocationConsumer passes kafka_options to its producer too, which "
+        "rejects check_crcs, so apply mode cannot turn it off)",
+    )
+    args = parser.parse_args(argv)
+    from schemas import TopicNames
+
+    if args.mode == "raw":
+        result = _raw(
+            args.bootstrap,
+            TopicNames.prefixed(args.prefix).events,
+            args.timeout,
+            not args.no_crc_check,
+        )
+    elif args.mode == "apply":
+        result = _apply(args.bootstrap, args.prefix, args.jwks, args.timeout)
+    else:
+        result = _profile(
+            args.bootstrap, args.prefix, args.jwks, args.timeout, Path(args.profile_out)
+        )
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
