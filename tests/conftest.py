@@ -48,11 +48,13 @@ def services(request: pytest.FixtureRequest) -> Iterator[Services]:
             "KAFKA_BOOTSTRAP_SERVERS and REDIS_URL at running services.",
             pytrace=False,
         )
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
-            f"[revocast] Kafka {started.kafka_version} at {started.kafka_bootstrap} "
-            f"({started.source}); Redis at {started.redis_url}"
+    # Shown in the CI log even with output capture on: which broker the tests talk to.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(
+            f"\n[revocast] Kafka {started.kafka_version} at {started.kafka_bootstrap} "
+            f"({started.source}); Redis at {started.redis_url}",
+            flush=True,
         )
     try:
         yield started
