@@ -18,6 +18,11 @@ Every error revocast raises on purpose is a :class:`RevocastError`::
         ├── PublishError                 the broker did not acknowledge an event
         └── StoreUnavailableError        Redis did not answer
 
+The packages above the contract extend the tree under the same root:
+``producer.exceptions`` (``NotInForceError``, ``BulkPublishError`` under
+``PublishError``) and ``consumers.exceptions`` (``TokenRejected`` and its HTTP-mapped
+family: revoked, stale claims, stale view, invalid or missing token).
+
 ``InvalidEventError.reason`` is a short, stable code (``"bad_signature"``...) used
 as the dead-letter reason and as a metrics label. ``retriable`` says whether trying
 the same thing again can help, so retry-or-dead-letter is decided in one place.
