@@ -36,6 +36,14 @@ def _cdf(values_ns: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(arr, 1e-3), ys
 
 
+
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write the PNG, and free the figure (pyplot keeps every open one)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 def plot_cdf_per_service(
     raw: Mapping[str, Mapping[str, Any]], headline: tuple[int, int], path: Path
 ) -> Path | None:
@@ -60,10 +68,7 @@ def plot_cdf_per_service(
         ax.set_title(f"{flavor}: N={headline[0]}, R={headline[1]}/s")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_p99_vs_rate(entries: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
@@ -91,10 +96,7 @@ def plot_p99_vs_rate(entries: Sequence[Mapping[str, Any]], path: Path) -> Path |
     ax.set_title("p99 vs rate (red: 10 ms target)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_p99_vs_n(entries: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
@@ -124,10 +126,7 @@ def plot_p99_vs_n(entries: Sequence[Mapping[str, Any]], path: Path) -> Path | No
     ax.set_title("p99 vs number of services (red: 10 ms target)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_exposure(models: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
@@ -156,10 +155,7 @@ def plot_exposure(models: Sequence[Mapping[str, Any]], path: Path) -> Path | Non
     ax.set_title("How long a revoked credential stays usable, per session model")
     ax.grid(True, axis="x", which="major", alpha=0.3)
     ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _fmt_s(seconds: float) -> str:
