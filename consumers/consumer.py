@@ -186,6 +186,15 @@ class DecoderCrashError(InvalidEventError):
 _Item = tuple[str, Any]
 
 
+def require_trusted_keys(keys: KeySet | None, require_signature: bool) -> None:
+    """Fail closed at construction: a consumer that must verify needs keys to verify with."""
+    if require_signature and not keys:
+        raise ConfigError(
+            "require_signature is on but no trusted event-signing keys were given "
+            "(set the JWKS, or turn require_signature off for development only)"
+        )
+
+
 class RevocationConsumer:
     """Reads all partitions of the events topic into a :class:`RevocationState`.
 
@@ -224,11 +233,7 @@ class RevocationConsumer:
         consumer_options: Mapping[str, Any] | None = None,
         producer_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if require_signature and not keys:
-            raise ConfigError(
-                "require_signature is on but no trusted event-signing keys were given "
-                "(set the JWKS, or turn require_signature off for development only)"
-            )
+        require_trusted_keys(keys, require_signature)
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
         self.service = service

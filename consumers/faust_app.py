@@ -63,7 +63,12 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from consumers.consumer import DecoderCrashError, EventIdSet, dead_letter_headers
+from consumers.consumer import (
+    DecoderCrashError,
+    EventIdSet,
+    dead_letter_headers,
+    require_trusted_keys,
+)
 from consumers.freshness import FreshnessGuard, FreshnessReport
 from consumers.metrics import ConsumerMetrics, log_extra
 from consumers.state import RevocationState
@@ -103,10 +108,7 @@ class FaustRevocationWorker:
         datadir: str | None = None,
         on_applied: Callable[[Envelope, int], None] | None = None,
     ) -> None:
-        if require_signature and not keys:
-            raise ConfigError(
-                "require_signature is on but no trusted event-signing keys were given"
-            )
+        require_trusted_keys(keys, require_signature)
         self.service = service
         self.instance = instance
         self.topics = topics
