@@ -22,7 +22,10 @@ from schemas.exceptions import (
 )
 from schemas.signing import KeySet, SigningKey, is_signed
 
-__all__ = ["decode", "encode"]
+__all__ = ["MAX_RECORD_BYTES", "decode", "encode"]
+
+MAX_RECORD_BYTES = 1_048_576
+"""Largest record value decoded (Kafka's default ``max.message.bytes`` is about 1 MiB)."""
 
 
 def encode(envelope: Envelope, signer: SigningKey | None) -> bytes:
@@ -40,11 +43,18 @@ def decode(data: bytes | None, keys: KeySet | None, *, require_signature: bool =
     """
     if not data:
         raise UndecodableEventError("empty record value")
+    if len(data) > MAX_RECORD_BYTES:
+        raise UndecodableEventError(
+            f"record value is {len(data)} bytes; the limit is {MAX_RECORD_BYTES}"
+        )
     if is_signed(data):
         if keys is None:
             raise MissingSignatureError("event is signed but no trusted keys are configured")
         payload = keys.verify(data)
     elif require_signature:
+        if not data.lstrip().startswith(b"{"):
+            # Neither a JWS nor JSON: garbage, not an unsigned event.
+            raise UndecodableEventError("record value is neither a JWS nor a JSON object")
         raise MissingSignatureError("event is not signed (a JWS is required)")
     else:
         payload = data
@@ -55,6 +65,8 @@ def parse(payload: bytes) -> Envelope:
     """Parse verified envelope JSON, naming what is wrong when it is wrong."""
     try:
         raw: Any = json.loads(payload)
+    except RecursionError:
+        raise UndecodableEventError("payload nests too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise UndecodableEventError(f"payload is not JSON: {exc}") from None
     if not isinstance(raw, dict):
@@ -71,5 +83,5 @@ def parse(payload: bytes) -> Envelope:
         return Envelope.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
+        field = ".".join(str(p) for p in err["loc"]) or "envelope"
         raise SchemaViolationError(f"{field}: {err['msg']}", field=field) from None

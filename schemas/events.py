@@ -29,10 +29,21 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "EVENT_TYPES",
+    "MAX_CLOCK_SKEW",
+    "MAX_TIME",
+    "MIN_TIME",
     "SCHEMA_VERSION",
     "ClaimsChanged",
     "CredentialKind",
@@ -42,9 +53,12 @@ __all__ = [
     "Heartbeat",
     "RevocationEvent",
     "SessionRevoked",
+    "Source",
     "Subject",
     "SubjectKind",
     "SubjectOffboarded",
+    "Time",
+    "TimeNs",
     "TokenRevoked",
     "in_seconds",
 ]
@@ -52,7 +66,39 @@ __all__ = [
 SCHEMA_VERSION = 1
 """Version of the envelope. Bumped only for changes old consumers cannot read."""
 
-_Id = Annotated[str, Field(min_length=1, max_length=256)]
+MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""No time in an event may be earlier than this (nothing was revoked with revocast before)."""
+MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+"""No time in an event may be later than this: bounds every datetime and ``*_ns`` field, so
+no arithmetic on a time from the topic can overflow (``10**400`` is refused at the schema)."""
+MIN_TIME_NS = int(MIN_TIME.timestamp()) * 1_000_000_000
+MAX_TIME_NS = int(MAX_TIME.timestamp()) * 1_000_000_000
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""How far ``not_before`` / ``changed_at`` may lie after the envelope's publish time.
+
+A not-before in the future rejects tokens the IdP has not issued yet: a revocation dated
+2100 would lock a subject out until 2100 with the scope of a claims change. Only clock skew
+between the IAM system and the publisher is allowed."""
+
+# Control characters in ids would forge log lines and confuse every text tool an
+# operator pipes the logs through; ids are printable text, nothing else.
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]+$"
+
+_Id = Annotated[str, Field(min_length=1, max_length=256, pattern=_PRINTABLE)]
+
+
+def _bounded(value: datetime) -> datetime:
+    if not MIN_TIME <= value < MAX_TIME:
+        raise ValueError(
+            f"must lie between {MIN_TIME.date().isoformat()} and {MAX_TIME.date().isoformat()}"
+        )
+    return value
+
+
+Time = Annotated[AwareDatetime, AfterValidator(_bounded)]
+"""An aware datetime within [MIN_TIME, MAX_TIME)."""
+TimeNs = Annotated[int, Field(ge=MIN_TIME_NS, lt=MAX_TIME_NS)]
+"""Epoch nanoseconds within [MIN_TIME, MAX_TIME)."""
 
 
 def in_seconds(seconds: float) -> datetime:
@@ -82,9 +128,35 @@ class Subject(_Model):
     tenant: _Id | None = None
 
 
+class Source(_Model):
+    """Where a revocation came from: the chain IdP → request/SET → event.
+
+    Set by the ingress that built the event (``channel``: ``api``, ``cli``, ``scim``,
+    ``ssf``…); informational only, never used to decide anything.
+    """
+
+    channel: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    origin: _Id | None = Field(
+        default=None, description="Who asked: SSF transmitter issuer, SCIM client, API token."
+    )
+    ref: _Id | None = Field(
+        default=None, description="The origin's id of the request: SET jti, SCIM resource id."
+    )
+    txn: _Id | None = Field(default=None, description="SET ``txn``: the IdP's transaction id.")
+    toe: Time | None = Field(
+        default=None, description="SET ``toe``: when the event happened at the origin."
+    )
+    received_at: Time | None = Field(
+        default=None, description="When revocast received the request from the origin."
+    )
+
+
 class _Revocation(_Model):
     subject: Subject
-    expires_at: AwareDatetime = Field(
+    source: Source | None = Field(
+        default=None, description="Where the revocation came from (audit, status)."
+    )
+    expires_at: Time = Field(
         description="When the credential this event guards expires anyway; the fact "
         "can be forgotten after it.",
     )
@@ -115,7 +187,7 @@ class SubjectOffboarded(_Revocation):
     """
 
     type: Literal["subject.offboarded"] = "subject.offboarded"
-    not_before: AwareDatetime
+    not_before: Time
 
 
 class ClaimsChanged(_Revocation):
@@ -126,7 +198,7 @@ class ClaimsChanged(_Revocation):
     """
 
     type: Literal["claims.changed"] = "claims.changed"
-    changed_at: AwareDatetime
+    changed_at: Time
     claims: tuple[Annotated[str, Field(min_length=1, max_length=128)], ...] = Field(
         default=(), description="Names of the claims that changed, e.g. ('roles',)."
     )
@@ -145,7 +217,7 @@ class CredentialRotated(_Revocation):
     type: Literal["credential.rotated"] = "credential.rotated"
     credential_id: _Id
     credential_kind: CredentialKind
-    not_before: AwareDatetime
+    not_before: Time
 
 
 class Heartbeat(_Model):
@@ -180,7 +252,7 @@ class Envelope(_Model):
 
     v: Literal[1] = 1  # SCHEMA_VERSION
     event_id: uuid.UUID
-    published_at_ns: Annotated[int, Field(gt=0)]
+    published_at_ns: TimeNs
     issuer: _Id
     event: Event
 
@@ -190,6 +262,20 @@ class Envelope(_Model):
         if value.version not in (4, 7):
             raise ValueError("event_id must be a UUID version 4 or 7")
         return value
+
+    @model_validator(mode="after")
+    def _not_after_publish(self) -> Envelope:
+        event = self.event
+        limit = self.published_at_ns + int(MAX_CLOCK_SKEW.total_seconds() * 1e9)
+        for name in ("not_before", "changed_at"):
+            when: datetime | None = getattr(event, name, None)
+            if when is not None and _to_ns(when) > limit:
+                raise ValueError(
+                    f"event.{name} {when.isoformat()} is later than the publish time plus "
+                    f"{int(MAX_CLOCK_SKEW.total_seconds())} s of clock skew: a revocation "
+                    "cannot take effect in the future"
+                )
+        return self
 
     @classmethod
     def wrap(cls, event: RevocationEvent | Heartbeat, *, issuer: str) -> Envelope:
@@ -213,3 +299,8 @@ class Envelope(_Model):
     @property
     def published_at(self) -> datetime:
         return datetime.fromtimestamp(self.published_at_ns / 1e9, tz=UTC)
+
+
+def _to_ns(when: datetime) -> int:
+    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000

@@ -13,9 +13,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.events import TimeNs
+
 __all__ = ["Receipt"]
 
-_Name = Annotated[str, Field(min_length=1, max_length=256)]
+_Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 
 
 class Receipt(BaseModel):
@@ -29,8 +31,8 @@ class Receipt(BaseModel):
     )
     event_id: uuid.UUID
     event_type: _Name
-    published_at_ns: int
-    applied_at_ns: int
+    published_at_ns: TimeNs
+    applied_at_ns: TimeNs
     partition: Annotated[int, Field(ge=0)]
     offset: Annotated[int, Field(ge=0)]
 

@@ -205,3 +205,77 @@ def test_published_at_is_nanoseconds_of_now() -> None:
     env = Envelope.wrap(all_events()[0], issuer="x")
     assert abs(env.published_at - datetime.now(UTC)) < timedelta(seconds=5)
     assert env.restamped().published_at_ns >= env.published_at_ns
+
+
+# ------------------------------------------------------------ bounds (hardening)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        # 10**400 overflowed float() in every consumer's freshness arithmetic.
+        (lambda r: r.update(published_at_ns=10**400), "published_at_ns"),
+        (lambda r: r.update(published_at_ns=-1), "published_at_ns"),
+        (lambda r: r["event"].update(expires_at="9999-12-31T00:00:00Z"), "expires_at"),
+        (lambda r: r["event"].update(expires_at="1970-01-02T00:00:00Z"), "expires_at"),
+        (lambda r: r["event"]["subject"].update(id="alice\nINFO forged line"), "subject.id"),
+        (lambda r: r["event"].update(session_id="s\x1b[31m"), "session_id"),
+        (lambda r: r.update(issuer="iam\r\nx"), "issuer"),
+    ],
+)
+def test_every_time_and_id_from_the_topic_is_bounded(mutate, needle) -> None:
+    raw = _valid_raw()
+    mutate(raw)
+    with pytest.raises(SchemaViolationError, match=needle):
+        decode(_unsigned(raw), None, require_signature=False)
+
+
+@pytest.mark.parametrize("field", ["not_before", "changed_at"])
+def test_a_revocation_cannot_take_effect_in_the_future(field) -> None:
+    later = datetime.now(UTC) + timedelta(days=1)
+    event = (
+        SubjectOffboarded(subject=AGENT, not_before=later, expires_at=in_seconds(3600))
+        if field == "not_before"
+        else ClaimsChanged(subject=AGENT, changed_at=later, expires_at=in_seconds(3600))
+    )
+    with pytest.raises(ValueError, match=f"event.{field} .* later than the publish time"):
+        Envelope.wrap(event, issuer="x")
+    # Within the clock-skew allowance it is accepted.
+    near = datetime.now(UTC) + timedelta(minutes=1)
+    ok = SubjectOffboarded(subject=AGENT, not_before=near, expires_at=in_seconds(3600))
+    assert Envelope.wrap(ok, issuer="x").event == ok
+
+
+def test_a_future_not_before_on_the_topic_is_a_schema_violation() -> None:
+    raw = _valid_raw()
+    raw["event"] = json.loads(
+        SubjectOffboarded(
+            subject=AGENT, not_before=datetime(2099, 1, 1, tzinfo=UTC), expires_at=in_seconds(60)
+        ).model_dump_json()
+    )
+    with pytest.raises(SchemaViolationError, match="not_before"):
+        decode(_unsigned(raw), None, require_signature=False)
+
+
+@pytest.mark.parametrize("data", [b"\x00\x01garbage", b"\xff" * 64, b"hello world", b"[1,2]"])
+def test_random_bytes_are_undecodable_not_unsigned(data, trusted_keys) -> None:
+    with pytest.raises(UndecodableEventError):
+        decode(data, trusted_keys, require_signature=True)
+
+
+def test_deep_json_is_undecodable_not_a_crash() -> None:
+    with pytest.raises(UndecodableEventError, match="nests too deeply"):
+        decode(b"[" * 100_000 + b"]" * 100_000, None, require_signature=False)
+
+
+def test_source_records_where_a_revocation_came_from() -> None:
+    from schemas import Source
+
+    src = Source(channel="ssf", origin="https://idp.example", ref="jti-1", txn="t-9")
+    event = SessionRevoked(
+        subject=AGENT, session_id="s-1", expires_at=in_seconds(60), source=src
+    )
+    env = Envelope.wrap(event, issuer="x")
+    assert decode(_unsigned(json.loads(env.model_dump_json())), None, require_signature=False)
+    with pytest.raises(ValueError, match="channel"):
+        Source(channel="Not A Channel")
