@@ -1,0 +1,172 @@
+"""``revocast revoke KIND``: publish one signed revocation, optionally wait until it is in force.
+
+The event is acknowledged by Kafka (acks=all) before anything is printed; with ``--wait`` the
+receipts topic is read from before the publish, so no receipt can be missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from producer.exceptions import NotInForceError
+from producer.publisher import RevocationPublisher
+from producer.requests import REQUEST_TYPES, parse_request
+from producer.tracker import InForce, ReceiptTracker
+from revocast.argtypes import duration_arg, seconds_arg, services_arg, time_arg
+from revocast.commands import Subparsers
+from revocast.options import print_json, producer_settings
+from schemas import CredentialKind, SubjectKind
+
+__all__ = ["in_force_lines", "register"]
+
+_HELPS = {
+    "session": "end a session (every token with this sid)",
+    "token": "reject one token (by jti)",
+    "subject": "offboard a subject: reject every token issued before --not-before",
+    "claims": "the subject's claims changed: older tokens are stale",
+    "credential": "a signing key or client credential rotated",
+}
+
+
+def register(subparsers: Subparsers) -> None:
+    revoke = subparsers.add_parser("revoke", help="publish a revocation")
+    kinds = revoke.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind in REQUEST_TYPES:
+        p = kinds.add_parser(kind, help=_HELPS[kind])
+        p.add_argument("--subject", required=True, metavar="ID", help="subject id (the sub claim)")
+        p.add_argument(
+            "--kind",
+            dest="subject_kind",
+            choices=[k.value for k in SubjectKind],
+            default=SubjectKind.HUMAN.value,
+            help="what the subject is (default: human)",
+        )
+        p.add_argument("--tenant", help="tenant of the subject")
+        p.add_argument("--reason", help="free text for audit logs")
+        expiry = p.add_mutually_exclusive_group()
+        expiry.add_argument(
+            "--expires-in",
+            type=duration_arg,
+            metavar="DURATION",
+            help="when the revoked credential expires anyway: 3600, 15m, 24h "
+            "(default: $REVOCAST_DEFAULT_CREDENTIAL_LIFETIME)",
+        )
+        expiry.add_argument("--expires-at", type=time_arg, metavar="TIME", help="ISO 8601 time")
+        if kind == "session":
+            p.add_argument("--session-id", required=True, metavar="SID")
+        elif kind == "token":
+            p.add_argument("--jti", required=True)
+        elif kind == "subject":
+            p.add_argument("--not-before", type=time_arg, metavar="TIME", help="default: now")
+        elif kind == "claims":
+            p.add_argument("--changed-at", type=time_arg, metavar="TIME", help="default: now")
+            p.add_argument(
+                "--claims", type=services_arg, default=[], metavar="A,B", help="changed claims"
+            )
+        else:
+            p.add_argument("--credential-id", required=True, metavar="ID")
+            p.add_argument(
+                "--credential-kind",
+                required=True,
+                choices=[k.value for k in CredentialKind],
+                help="kid: a token-signing key; client_id: an OAuth client / agent credential",
+            )
+            p.add_argument("--not-before", type=time_arg, metavar="TIME", help="default: now")
+        p.add_argument(
+            "--wait",
+            type=services_arg,
+            metavar="SERVICES",
+            help="wait until these services (comma-separated) applied it",
+        )
+        p.add_argument(
+            "--timeout",
+            type=seconds_arg,
+            metavar="S",
+            help="seconds to wait with --wait (default: $REVOCAST_WAIT_TIMEOUT or 10)",
+        )
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.set_defaults(handler=run)
+
+
+def in_force_lines(result: InForce) -> list[str]:
+    lines = [f"in force everywhere asked after {result.latency_ms:.1f} ms:"]
+    for name, svc in result.services.items():
+        n = len(svc.instances)
+        lines.append(
+            f"  {name}: first {svc.first_ms:.1f} ms, last {svc.last_ms:.1f} ms "
+            f"({n} instance{'s' if n != 1 else ''})"
+        )
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = producer_settings(args)
+    subject: dict[str, Any] = {"id": args.subject, "kind": args.subject_kind}
+    if args.tenant:
+        subject["tenant"] = args.tenant
+    data: dict[str, Any] = {"subject": subject, "reason": args.reason}
+    if args.expires_in is not None:
+        data["expires_in"] = args.expires_in
+    if args.expires_at is not None:
+        data["expires_at"] = args.expires_at
+    for name in ("session_id", "jti", "not_before", "changed_at", "credential_id"):
+        value = getattr(args, name, None)
+        if value is not None:
+            data[name] = value
+    if args.kind == "claims":
+        data["claims"] = args.claims
+    if args.kind == "credential":
+        data["credential_kind"] = args.credential_kind
+    event = parse_request(args.kind, data).to_event(
+        default_lifetime=settings.default_credential_lifetime,
+        max_lifetime=settings.max_credential_lifetime,
+    )
+    signer = settings.signing_key()
+    timeout = args.timeout or settings.wait_timeout
+
+    tracker: ReceiptTracker | None = None
+    if args.wait:
+        # Start reading receipts before publishing, so none can be missed.
+        tracker = ReceiptTracker(
+            settings.bootstrap_servers,
+            settings.topics,
+            start="end",
+            connect_timeout=settings.connect_timeout,
+            client_id=f"{settings.client_id}-tracker",
+        ).start()
+    try:
+        with RevocationPublisher.from_settings(settings, signer=signer, tracker=tracker) as pub:
+            revocation = pub.revoke(event)
+        p = revocation.published
+        out: dict[str, Any] = {
+            "event_id": str(p.event_id),
+            "type": p.event_type,
+            "topic": p.topic,
+            "partition": p.partition,
+            "offset": p.offset,
+            "published_at": p.published_at.isoformat(),
+        }
+        if not args.json:
+            print(f"published {p.event_type} {p.event_id} to {p.topic}/{p.partition}@{p.offset}")
+        if args.wait:
+            try:
+                result = revocation.wait_in_force(args.wait, timeout=timeout)
+            except NotInForceError as exc:
+                if args.json:
+                    out["in_force"] = False
+                    out["missing"] = list(exc.missing)
+                    out["status"] = exc.status.model_dump(mode="json")
+                    print_json(out)
+                raise
+            if args.json:
+                out["in_force"] = True
+                out["in_force_result"] = result.model_dump(mode="json")
+            else:
+                print("\n".join(in_force_lines(result)))
+        if args.json:
+            print_json(out)
+    finally:
+        if tracker is not None:
+            tracker.stop()
+    return 0
