@@ -30,7 +30,7 @@ class Proc:
         self.out = out
         self.instance = instance
         self.stderr = (out / f"stderr-{instance}-{uuid.uuid4().hex[:4]}.log").open("wb")
-        self.popen = subprocess.Popen(  # noqa: S603 (this interpreter, a repo module)
+        self.popen = subprocess.Popen(
             [sys.executable, str(SCRIPT), *args, "--instance", instance],
             stdout=subprocess.DEVNULL,
             stderr=self.stderr,

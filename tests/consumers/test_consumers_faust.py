@@ -44,7 +44,7 @@ def test_faust_worker_applies_every_event_and_dead_letters_bad_ones(
     publisher.send_raw(SigningKey.generate("stranger").sign(valid))
     publisher.flush()
     stderr = (tmp_path / "faust.stderr").open("wb")
-    proc = subprocess.Popen(  # noqa: S603 (this interpreter, a repo module)
+    proc = subprocess.Popen(
         [
             sys.executable, "-m", "consumers.faust_app",
             "--service", "faust-svc", "--instance", instance,

@@ -41,7 +41,7 @@ def run_cli(
     *args: str, env: dict[str, str], timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
     """``python -m revocast.cli ARGS`` in a subprocess, as an operator would run it."""
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
+    return subprocess.run(
         [sys.executable, "-m", "revocast.cli", *args],
         env=env,
         cwd=REPO,

@@ -335,7 +335,7 @@ def test_cli_consume_runs_a_service_that_applies_cli_revocations(
         REVOCAST_TOPIC_PREFIX=prefix_of(topics),
         REVOCAST_SIGNING_KEY_FILE=str(key_file),
     )
-    consumer = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    consumer = subprocess.Popen(
         [sys.executable, "-m", "revocast.cli", "consume", "--service", "mail",
          "--instance", "mail-1", "--jwks", str(jwks_file)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
