@@ -7,14 +7,17 @@ What :func:`ensure_topics` guarantees:
   ``retention.bytes=-1`` and ``retention.ms`` = longest credential lifetime + margin,
   so a consumer that replays the topic at start sees every revocation that can still
   matter. Receipts are measurements, not state: their retention may be shorter.
-* Existing topics are never altered. Their actual settings are read back
+* Existing topics are not altered unless asked. Their actual settings are read back
   (``describe_topics`` + ``describe_configs``) and every difference that matters is
-  logged as a warning and returned in the report: retention shorter than the
+  returned in the report (once; the caller shows it): retention shorter than the
   lifetime it must cover, size-based retention, compaction (which would keep only the
   last event per subject), and partitions / replication factor / min ISR that differ.
+* With ``alter_retention=True`` a state topic (events, dead letters) whose
+  ``retention.ms`` is shorter than required is raised to the required value with an
+  incremental config change (no other setting is touched). Retention is never lowered.
 
-What it does not do: repartition, or change configs of topics it did not create. An
-operator decides that; the warning says what to change.
+What it does not do: repartition, lower a retention, or change any other config of a
+topic it did not create. An operator decides that; the warning says what to change.
 
     report = ensure_topics("127.0.0.1:9092", TopicNames(), partitions=3,
                            replication_factor=1, min_insync_replicas=1,
@@ -45,6 +48,8 @@ __all__ = [
     "TopicsReport",
     "admin_client",
     "ensure_topics",
+    "events_retention_ms",
+    "human_duration",
     "require_reachable",
     "topic_partitions",
 ]
@@ -165,6 +170,13 @@ class TopicState:
     """``-1`` means forever; ``None`` if the broker did not say."""
     min_insync_replicas: int | None
     warnings: tuple[str, ...] = ()
+    altered_from_ms: int | None = None
+    """The retention.ms this run raised (``alter_retention=True``), or ``None``."""
+
+    @property
+    def retention(self) -> str:
+        """``retention_ms`` for people: ``25 h``, ``7 d``, ``forever``, ``unknown``."""
+        return "unknown" if self.retention_ms is None else human_duration(self.retention_ms)
 
 
 @dataclass(frozen=True)
@@ -190,11 +202,21 @@ def _ms(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1000)
 
 
-def _human(ms: int) -> str:
+def human_duration(ms: int) -> str:
+    """Milliseconds for people: ``forever`` (negative), ``500 ms``, ``90 s``, ``15 min``,
+    ``25 h``, ``7 d`` (days only when whole)."""
     if ms < 0:
         return "forever"
-    hours = ms / 3_600_000
-    return f"{hours:g} h" if hours >= 1 else f"{ms / 1000:g} s"
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds = ms / 1000
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200 and seconds % 3600:
+        return f"{seconds / 60:.4g} min"
+    if seconds % 86400 == 0:
+        return f"{seconds / 86400:g} d"
+    return f"{seconds / 3600:.4g} h"
 
 
 def ensure_topics(
@@ -208,6 +230,7 @@ def ensure_topics(
     margin: timedelta = timedelta(hours=1),
     receipts_retention: timedelta = timedelta(hours=24),
     timeout: float = 10.0,
+    alter_retention: bool = False,
 ) -> TopicsReport:
     """Create what is missing, check what exists; see the module docstring.
 
@@ -260,6 +283,11 @@ def ensure_topics(
             created = _create(admin, missing, wanted, partitions, replication_factor, timeout)
             existing = _describe(admin, list(wanted))
         configs = _configs(admin, list(wanted))
+        raised: dict[str, int] = {}
+        if alter_retention:
+            raised = _raise_retention(admin, wanted, configs, required_ms)
+            if raised:
+                configs = _configs(admin, list(wanted))
 
     states = []
     for name, (role, _) in wanted.items():
@@ -277,12 +305,53 @@ def ensure_topics(
                 replication_factor=replication_factor,
                 min_insync_replicas=min_insync_replicas,
                 required_ms=required_ms,
+                altered_from_ms=raised.get(name),
             )
         )
-    report = TopicsReport(tuple(states))
-    for warning in report.warnings:
-        log.warning("%s", warning)
-    return report
+    return TopicsReport(tuple(states))
+
+
+def _raise_retention(
+    admin: KafkaAdminClient,
+    wanted: dict[str, tuple[str, dict[str, str]]],
+    configs: dict[str, dict[str, str | None]],
+    required_ms: int,
+) -> dict[str, int]:
+    """Raise retention.ms of the state topics that keep less than ``required_ms``."""
+    short = {
+        name: current
+        for name, (role, _) in wanted.items()
+        if role in ("events", "dead_letter")
+        and (current := _int(configs.get(name, {}).get("retention.ms"))) is not None
+        and 0 <= current < required_ms
+    }
+    if not short:
+        return {}
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, name, {"retention.ms": str(required_ms)})
+        for name in short
+    ]
+    try:
+        result = admin.alter_configs(resources, incremental=True)
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            f"cannot alter the retention of {sorted(short)}: {exc}"
+        ) from None
+    for name, outcome in result.get("topic", {}).items():
+        if outcome != "OK":  # kafka-python reports each resource as "OK" or the error text
+            raise ConfigError(f"cannot alter retention.ms of {name}: {outcome}")
+    for name, current in short.items():
+        log.info("raised retention.ms of %s from %d to %d", name, current, required_ms)
+    return short
+
+
+def events_retention_ms(bootstrap: str, topics: TopicNames, *, timeout: float) -> int | None:
+    """The ``retention.ms`` of the events topic (``-1`` forever), or ``None`` if it is missing."""
+    with admin_client(bootstrap, timeout=timeout) as admin:
+        if topics.events not in _describe(admin, [topics.events]):
+            return None
+        value = _configs(admin, [topics.events]).get(topics.events, {}).get("retention.ms")
+    return _int(value)
 
 
 def _create(
@@ -358,6 +427,7 @@ def _check(
     replication_factor: int,
     min_insync_replicas: int,
     required_ms: int,
+    altered_from_ms: int | None = None,
 ) -> TopicState:
     parts = info.get("partitions") or []
     actual_partitions = len(parts)
@@ -371,10 +441,10 @@ def _check(
 
     if holds_state and retention_ms is not None and 0 <= retention_ms < required_ms:
         warnings.append(
-            f"{name}: retention.ms={retention_ms} ({_human(retention_ms)}) is shorter than the "
-            f"longest credential lifetime + margin ({_human(required_ms)}): a consumer that "
+            f"{name}: retention {human_duration(retention_ms)} is shorter than the longest "
+            f"credential lifetime + margin ({human_duration(required_ms)}): a consumer that "
             "replays the topic would forget revocations of credentials that are still valid; "
-            f"set retention.ms>={required_ms}"
+            "raise it with `revocast topics ensure --alter-retention` (same lifetime and margin)"
         )
     if holds_state and retention_bytes is not None and retention_bytes >= 0:
         warnings.append(
@@ -403,4 +473,5 @@ def _check(
         retention_ms=retention_ms,
         min_insync_replicas=min_isr,
         warnings=tuple(warnings),
+        altered_from_ms=altered_from_ms,
     )

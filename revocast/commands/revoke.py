@@ -2,21 +2,30 @@
 
 The event is acknowledged by Kafka (acks=all) before anything is printed; with ``--wait`` the
 receipts topic is read from before the publish, so no receipt can be missed.
+
+The longest credential lifetime a revocation may guard is what the events topic retains minus
+the margin: a lifetime above ``REVOCAST_MAX_CREDENTIAL_LIFETIME`` is accepted when the topic's
+``retention.ms`` (set by ``revocast topics ensure --max-credential-lifetime``) covers it, and
+refused, with the command that raises the retention, when it does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from producer.exceptions import NotInForceError
 from producer.publisher import RevocationPublisher
-from producer.requests import REQUEST_TYPES, parse_request
+from producer.requests import REQUEST_TYPES, RevokeRequest, parse_request
+from producer.settings import ProducerSettings
+from producer.topics import events_retention_ms, human_duration
 from producer.tracker import InForce, ReceiptTracker
 from revocast.argtypes import duration_arg, seconds_arg, services_arg, time_arg
 from revocast.commands import Subparsers
 from revocast.options import print_json, producer_settings
-from schemas import CredentialKind, SubjectKind
+from schemas import ConfigError, CredentialKind, SubjectKind
 
 __all__ = ["in_force_lines", "register"]
 
@@ -100,6 +109,40 @@ def in_force_lines(result: InForce) -> list[str]:
     return lines
 
 
+def _max_lifetime(settings: ProducerSettings, request: RevokeRequest) -> timedelta:
+    """The configured longest lifetime, or what the events topic retains when that is more."""
+    if request.expires_in is not None:
+        wanted = timedelta(seconds=request.expires_in)
+    elif request.expires_at is not None:
+        wanted = request.expires_at - datetime.now(UTC)
+    else:
+        return settings.max_credential_lifetime
+    if wanted <= settings.max_credential_lifetime:
+        return settings.max_credential_lifetime
+    name = settings.topics.events
+    retention = events_retention_ms(
+        settings.bootstrap_servers, settings.topics, timeout=settings.connect_timeout
+    )
+    hours = f"{math.ceil(wanted.total_seconds() / 3600)}h"
+    if retention is None:
+        raise ConfigError(
+            f"the events topic {name} does not exist: create it with "
+            f"`revocast topics ensure --max-credential-lifetime {hours}`"
+        )
+    if retention < 0:  # retained forever
+        return timedelta(days=36500)
+    covered = timedelta(milliseconds=retention) - settings.retention_margin
+    if covered >= wanted:
+        return covered
+    raise ConfigError(
+        f"a credential living {human_duration(int(wanted.total_seconds() * 1000))} outlives "
+        f"what {name} retains ({human_duration(retention)}, minus the "
+        f"{human_duration(int(settings.retention_margin.total_seconds() * 1000))} margin): "
+        "the topic would forget this revocation while the credential is still valid; raise it "
+        f"with `revocast topics ensure --max-credential-lifetime {hours} --alter-retention`"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     settings = producer_settings(args)
     subject: dict[str, Any] = {"id": args.subject, "kind": args.subject_kind}
@@ -118,9 +161,10 @@ def run(args: argparse.Namespace) -> int:
         data["claims"] = args.claims
     if args.kind == "credential":
         data["credential_kind"] = args.credential_kind
-    event = parse_request(args.kind, data).to_event(
+    request = parse_request(args.kind, data)
+    event = request.to_event(
         default_lifetime=settings.default_credential_lifetime,
-        max_lifetime=settings.max_credential_lifetime,
+        max_lifetime=_max_lifetime(settings, request),
     )
     signer = settings.signing_key()
     timeout = args.timeout or settings.wait_timeout
