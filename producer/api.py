@@ -21,7 +21,11 @@ Guarantees:
   body is not parsed before that. Tokens are compared in constant time and never
   logged: logs name the token's ``name``.
 * **Validation names the field.** A body that is not a valid request is a 422 whose
-  ``field`` is the dotted path of the first offending field.
+  ``field`` is the dotted path of the first offending field; no body, however
+  large, deep or malformed, gives a 500 (:mod:`producer.bodies`: the size limit
+  holds while streaming, 413 without reading the rest).
+* **No internals in answers.** A 503 says the broker is unavailable, never its
+  addresses nor the client library's message (those go to the log).
 
 Serve it with ``revocast serve-api`` or ``python -m producer.api`` (uvicorn).
 """
@@ -30,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import logging
 import sys
 import threading
@@ -47,6 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from producer.bodies import MAX_BODY, MAX_DEPTH, BodyProblem, read_json_body
 from producer.exceptions import NotInForceError
 from producer.publisher import Published, RevocationPublisher
 from producer.requests import REQUEST_TYPES, parse_request
@@ -72,7 +76,6 @@ __all__ = [
 log = logging.getLogger("producer.api")  # also when run as __main__
 
 REALM = "revocast"
-MAX_BODY = 64 * 1024
 MAX_WAIT = 30.0
 
 
@@ -112,7 +115,7 @@ class StatusResponse(_Out):
 class ErrorResponse(_Out):
     error: str = Field(
         description="A stable code: unauthorized, forbidden, invalid_request, "
-        "broker_unavailable, not_found, bad_request."
+        "broker_unavailable, not_found, bad_request, body_too_large."
     )
     message: str
     field: str | None = None
@@ -249,11 +252,13 @@ class _Auth:
 # --------------------------------------------------------------------------- handlers
 
 
-def _unavailable(exc: InfrastructureError) -> JSONResponse:
+def _unavailable(exc: InfrastructureError, what: str) -> JSONResponse:
+    # The detail names broker addresses and client internals: it goes to the log only.
+    log.warning("%s: %s", what, exc)
     return _error(
         503,
         "broker_unavailable",
-        str(exc),
+        f"{what}: the event broker is unavailable; retry later",
         published=False,
         headers={"Retry-After": "5"},
     )
@@ -284,13 +289,9 @@ def create_app(
         who = auth.check(request, REVOKE_SCOPES[kind])
         if isinstance(who, Response):
             return who
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return _error(413, "bad_request", f"body larger than {MAX_BODY} bytes")
-        try:
-            data = json.loads(body or b"null")
-        except ValueError:
-            return _error(400, "bad_request", "the body is not JSON")
+        data = await read_json_body(request, limit=MAX_BODY)
+        if isinstance(data, BodyProblem):
+            return _error(data.status, data.error, data.message, field=data.field)
         try:
             event = parse_request(kind, data).to_event(
                 default_lifetime=settings.default_credential_lifetime,
@@ -302,8 +303,7 @@ def create_app(
             pub = await run_in_threadpool(backend.get_publisher)
             published: Published = await run_in_threadpool(pub.publish, event)
         except InfrastructureError as exc:
-            log.warning("revocation from %s not published: %s", who.name, exc)
-            return _unavailable(exc)
+            return _unavailable(exc, f"revocation from {who.name} not published")
         log.info(
             "published %s %s for %s (by %s) at %s/%d@%d",
             published.event_type,
@@ -346,7 +346,7 @@ def create_app(
         try:
             trk = await run_in_threadpool(backend.get_tracker)
         except InfrastructureError as exc:
-            return _unavailable(exc)
+            return _unavailable(exc, "receipts cannot be read")
         latency: float | None = None
         if expected and wait > 0:
             try:
@@ -461,7 +461,10 @@ def openapi_document() -> dict[str, Any]:
                         "description": "Acknowledged by the broker (acks=all).",
                         "content": {"application/json": {"schema": ref(PublishedResponse)}},
                     },
-                    "400": error("The body is not JSON."),
+                    "400": error(
+                        f"The body is not JSON, or nested deeper than {MAX_DEPTH} levels."
+                    ),
+                    "413": error(f"The body is larger than {MAX_BODY} bytes (never read whole)."),
                     **auth_errors,
                     "422": error("The body is not a valid request; `field` names the field."),
                     "503": error(

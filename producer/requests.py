@@ -42,6 +42,10 @@ __all__ = [
 
 _Id = Annotated[str, Field(min_length=1, max_length=256)]
 
+MAX_EXPIRES_IN = 100 * 365 * 24 * 3600.0
+"""A bound far past any credential lifetime, so ``now + expires_in`` can never overflow;
+the configured longest lifetime is then checked against the result."""
+
 
 class RevokeRequest(BaseModel):
     """Fields every revocation request has."""
@@ -58,8 +62,8 @@ class RevokeRequest(BaseModel):
         description="When the revoked credential expires anyway. Default: now + the "
         "configured default credential lifetime.",
     )
-    expires_in: Annotated[float, Field(gt=0)] | None = Field(
-        default=None, description="Seconds from now; an alternative to expires_at."
+    expires_in: Annotated[float, Field(gt=0, le=MAX_EXPIRES_IN, allow_inf_nan=False)] | None = (
+        Field(default=None, description="Seconds from now; an alternative to expires_at.")
     )
 
     @model_validator(mode="after")
@@ -87,7 +91,11 @@ class RevokeRequest(BaseModel):
     ) -> RevocationEvent:
         """The event to publish, or a :class:`SchemaViolationError` naming the field."""
         now = now or datetime.now(UTC)
-        expires_at = self._expires_at(now, default_lifetime)
+        field = "expires_in" if self.expires_in is not None else "expires_at"
+        try:
+            expires_at = self._expires_at(now, default_lifetime)
+        except OverflowError:
+            raise SchemaViolationError(f"{field}: is too far ahead", field=field) from None
         if expires_at <= now:
             raise SchemaViolationError(
                 "expires_at: is in the past: the credential has already expired, there is "
@@ -96,10 +104,10 @@ class RevokeRequest(BaseModel):
             )
         if expires_at - now > max_lifetime:
             raise SchemaViolationError(
-                f"expires_at: is more than the longest credential lifetime ({max_lifetime}) "
+                f"{field}: is more than the longest credential lifetime ({max_lifetime}) "
                 "ahead: the events topic would forget this revocation while the credential is "
                 "still valid; raise REVOCAST_MAX_CREDENTIAL_LIFETIME (and the topic retention)",
-                field="expires_at",
+                field=field,
             )
         try:
             return self._event(now, expires_at)
