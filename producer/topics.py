@@ -58,6 +58,12 @@ log = logging.getLogger(__name__)
 
 _UNKNOWN_TOPIC = 3
 _TOPIC_EXISTS = 36
+# getaddrinfo's answers for "this name does not exist" (EAI_NODATA is not on every platform).
+_NO_SUCH_HOST = frozenset(
+    code
+    for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None), socket.EAI_FAIL)
+    if code is not None
+)
 _CHECKED_CONFIGS = ["retention.ms", "retention.bytes", "min.insync.replicas", "cleanup.policy"]
 
 
@@ -81,13 +87,19 @@ def require_reachable(bootstrap: str, timeout: float) -> None:
 
     kafka-python clients whose constructor fails to bootstrap leak their IO thread and
     sockets; probing first keeps a process that retries against a stopped broker (the
-    HTTP API does) from leaking one thread per attempt.
+    HTTP API does) from leaking one thread per attempt. A host name that does not exist
+    (``EAI_NONAME``) is not retried: waiting cannot make it resolve, so the error comes at
+    once; a temporary resolver failure (``EAI_AGAIN``) is retried like a refused connection.
     """
     addresses = _addresses(bootstrap)
     deadline = time.monotonic() + timeout
     reason = "no answer"
+    unknown: set[str] = set()
+    hint = "start the broker, or point KAFKA_BOOTSTRAP_SERVERS / --bootstrap-servers at it"
     while True:
         for host, port in addresses:
+            if host in unknown:
+                continue
             remaining = deadline - time.monotonic()
             try:
                 with socket.create_connection((host, port), timeout=max(0.05, min(1.0, remaining))):
@@ -96,13 +108,21 @@ def require_reachable(bootstrap: str, timeout: float) -> None:
                 reason = "connection refused"
             except TimeoutError:
                 reason = "timed out"
-            except socket.gaierror:
+            except socket.gaierror as exc:
                 reason = f"unknown host {host!r}"
+                if exc.errno in _NO_SUCH_HOST:
+                    unknown.add(host)
             except OSError as exc:
                 reason = exc.strerror or type(exc).__name__
+        if unknown >= {host for host, _ in addresses}:
+            names = ", ".join(repr(h) for h in sorted(unknown))
+            raise BrokerUnavailableError(
+                f"Kafka bootstrap server host {names} does not resolve: check "
+                "KAFKA_BOOTSTRAP_SERVERS / --bootstrap-servers"
+            )
         if time.monotonic() + 0.1 >= deadline:
             raise BrokerUnavailableError(
-                f"Kafka at {bootstrap} did not answer within {timeout:g} s ({reason})"
+                f"Kafka at {bootstrap} did not answer within {timeout:g} s ({reason}): {hint}"
             )
         time.sleep(0.1)
 

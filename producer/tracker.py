@@ -413,10 +413,10 @@ class ReceiptTracker:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    applied = ", ".join(sorted(status.services)) or "none"
+                    applied = ", ".join(sorted(status.services)) or "no service"
                     raise NotInForceError(
                         f"revocation {event_id} is not in force in {', '.join(missing)} after "
-                        f"{timeout:g} s (applied by: {applied})"
+                        f"{timeout:g} s (applied by {applied})"
                         + (f"; receipts unreadable: {self.last_error}" if self.last_error else ""),
                         event_id=event_id,
                         missing=missing,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from producer.topics import events_retention_ms, human_duration
 from producer.tracker import InForce, ReceiptTracker
 from revocast.argtypes import duration_arg, seconds_arg, services_arg, time_arg
 from revocast.commands import Subparsers
+from revocast.deadletters import DeadLetter, find_dead_letters, summary
 from revocast.options import print_json, producer_settings
 from schemas import ConfigError, CredentialKind, SubjectKind
 
@@ -98,8 +100,21 @@ def register(subparsers: Subparsers) -> None:
         p.set_defaults(handler=run)
 
 
+def _advice(letters: list[DeadLetter]) -> str:
+    reasons = {letter.reason for letter in letters}
+    if "unknown_key" in reasons:
+        return (
+            ": add the signing key's public JWK to the services' JWKS (REVOCAST_JWKS), "
+            "or sign with a key they trust (REVOCAST_SIGNING_KEY_FILE)"
+        )
+    if reasons & {"bad_signature", "missing_signature"}:
+        return ": sign with a key the services trust (REVOCAST_SIGNING_KEY_FILE)"
+    return ""
+
+
 def in_force_lines(result: InForce) -> list[str]:
-    lines = [f"in force everywhere asked after {result.latency_ms:.1f} ms:"]
+    services = ", ".join(result.services)
+    lines = [f"in force in {services} {result.latency_ms:.1f} ms after it was published:"]
     for name, svc in result.services.items():
         n = len(svc.instances)
         lines.append(
@@ -197,12 +212,27 @@ def run(args: argparse.Namespace) -> int:
             try:
                 result = revocation.wait_in_force(args.wait, timeout=timeout)
             except NotInForceError as exc:
+                letters = find_dead_letters(
+                    settings.bootstrap_servers,
+                    settings.topics,
+                    since=p.published_at - timedelta(seconds=1),
+                    source=f"{p.topic}/{p.partition}/{p.offset}",
+                    timeout=settings.connect_timeout,
+                )
                 if args.json:
                     out["in_force"] = False
                     out["missing"] = list(exc.missing)
                     out["status"] = exc.status.model_dump(mode="json")
+                    out["dead_letters"] = [asdict(letter) for letter in letters]
                     print_json(out)
-                raise
+                if not letters:
+                    raise
+                raise NotInForceError(
+                    f"{exc}; {summary(letters)}{_advice(letters)}",
+                    event_id=exc.event_id,
+                    missing=exc.missing,
+                    status=exc.status,
+                ) from None
             if args.json:
                 out["in_force"] = True
                 out["in_force_result"] = result.model_dump(mode="json")

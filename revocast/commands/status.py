@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from dataclasses import asdict
+from datetime import UTC, datetime
 
 from producer.exceptions import NotInForceError
 from producer.tracker import EventStatus, ReceiptTracker
 from revocast.argtypes import seconds_arg, services_arg, uuid_arg
 from revocast.commands import Subparsers
+from revocast.deadletters import DeadLetter, find_dead_letters, summary
 from revocast.options import print_json, producer_settings
 
 __all__ = ["register"]
@@ -38,8 +41,6 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _status_lines(status: EventStatus, missing: list[str]) -> list[str]:
-    if not status.services:
-        return [f"{status.event_id}: no service has applied it (no receipts)"]
     lines = [
         f"{status.event_id} ({status.event_type}) published "
         f"{status.published_at.isoformat() if status.published_at else '?'}:"
@@ -73,6 +74,15 @@ def run(args: argparse.Namespace) -> int:
                 tracker.wait_in_force(args.event_id, expected, timeout=args.wait)
         status = tracker.status(args.event_id)
     missing = status.missing(expected) if expected else []
+    letters: list[DeadLetter] = []
+    if not status.services:
+        letters = find_dead_letters(
+            settings.bootstrap_servers,
+            settings.topics,
+            since=datetime.now(UTC) - settings.events_retention,
+            event_id=args.event_id,
+            timeout=args.timeout,
+        )
     if args.json:
         print_json(
             {
@@ -80,10 +90,24 @@ def run(args: argparse.Namespace) -> int:
                 "expected": expected,
                 "missing": missing,
                 "in_force": (not missing) if expected else None,
+                "dead_letters": [asdict(letter) for letter in letters],
             }
         )
-    else:
+    elif status.services:
         print("\n".join(_status_lines(status, missing)))
+    if not status.services:
+        why = (
+            summary(letters)
+            if letters
+            else "no receipts and no dead letters: an unknown event id, one older than the "
+            "receipts topic keeps, or no service is consuming (revocast consume)"
+        )
+        raise NotInForceError(
+            f"no service has applied {args.event_id}: {why}",
+            event_id=args.event_id,
+            missing=missing,
+            status=status,
+        )
     if missing:
         raise NotInForceError(
             f"revocation {args.event_id} is not in force in {', '.join(missing)}",
