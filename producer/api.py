@@ -48,10 +48,11 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from producer.bodies import MAX_BODY, MAX_DEPTH, BodyProblem, read_json_body
 from producer.exceptions import NotInForceError
+from producer.ingress.scim.settings import ScimSettings
 from producer.publisher import Published, RevocationPublisher
 from producer.requests import REQUEST_TYPES, parse_request
 from producer.settings import REVOKE_SCOPES, STATUS_SCOPE, ApiToken, ProducerSettings
@@ -271,9 +272,12 @@ def create_app(
     publisher: RevocationPublisher | None = None,
     tracker: ReceiptTracker | None = None,
     warm_up: bool = True,
+    scim: ScimSettings | None = None,
 ) -> Starlette:
     """The ASGI app. ``publisher``/``tracker`` are created from ``settings`` when not given
-    (and then owned and closed by the app); ``signer`` overrides the key file."""
+    (and then owned and closed by the app); ``signer`` overrides the key file. With ``scim``
+    naming at least one SCIM client, the SCIM service provider is mounted at ``/scim/v2``
+    (:mod:`producer.ingress.scim`), publishing through the same publisher."""
     tokens = settings.tokens()
     if not tokens:
         log.warning("no API tokens configured (REVOCAST_API_TOKENS): every request gets 401")
@@ -281,6 +285,17 @@ def create_app(
         signer = settings.signing_key()  # fail at start-up, not at the first revocation
     auth = _Auth(tokens)
     backend = _Backend(settings, signer, publisher, tracker)
+    scim_routes: list[BaseRoute] = []
+    scim_app = None
+    if scim is not None and scim.all_clients():
+        from producer.ingress.scim import create_scim_app
+
+        scim_app = create_scim_app(
+            scim,
+            publisher=backend.get_publisher,
+            credential_lifetime=settings.max_credential_lifetime,
+        )
+        scim_routes.append(Mount("/scim/v2", app=scim_app, name="scim"))
 
     async def revoke(request: Request) -> Response:
         kind = request.path_params["kind"]
@@ -392,6 +407,8 @@ def create_app(
         try:
             yield
         finally:
+            if scim_app is not None:
+                await scim_app.aclose()
             await run_in_threadpool(backend.close)
 
     app = Starlette(
@@ -400,6 +417,7 @@ def create_app(
             Route("/v1/revocations/{event_id:str}", status, methods=["GET"], name="status"),
             Route("/healthz", healthz, methods=["GET"], name="healthz"),
             Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
+            *scim_routes,
         ],
         lifespan=lifespan,
     )
@@ -561,11 +579,18 @@ def openapi_document() -> dict[str, Any]:
 # --------------------------------------------------------------------------- serving
 
 
-def serve(settings: ProducerSettings, *, host: str | None = None, port: int | None = None) -> None:
-    """Run the API with uvicorn until interrupted."""
+def serve(
+    settings: ProducerSettings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    scim: ScimSettings | None = None,
+) -> None:
+    """Run the API with uvicorn until interrupted (SCIM settings from the environment,
+    ``REVOCAST_SCIM_*``, unless given)."""
     import uvicorn
 
-    app = create_app(settings)
+    app = create_app(settings, scim=scim if scim is not None else ScimSettings.load())
     uvicorn.run(
         app,
         host=host or settings.api_host,

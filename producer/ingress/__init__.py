@@ -1,0 +1,1 @@
+"""Ways in from outside: each adapter validates, maps to schemas events, publishes, answers."""
