@@ -13,6 +13,9 @@ kind           key                  value
 ``client_id``  OAuth client id      (not_before, expires_at), max of each
 ============== ==================== ===================================
 
+Each key is the plain id for a fact about every tenant, or ``(tenant, id)``
+for a fact about one tenant (see *Tenants* below).
+
 Guarantees:
 
 * **Join.** :meth:`RevocationState.apply` and :meth:`RevocationState.merge` only
@@ -28,6 +31,16 @@ Guarantees:
 * **Cheap checks.** :meth:`RevocationState.check` is a handful of ``dict``
   lookups on plain ``str``/``float`` values: no pydantic, no allocation on a
   miss (the ALLOW decision is a shared constant).
+* **Tenants.** An event whose subject names a tenant (``Subject.tenant``) states
+  a fact about that tenant only: offboarding alice in ``acme`` rejects
+  alice's tokens whose tenant claim (``tid`` by default, see ``tenant_claim``)
+  is ``acme``, never those of ``globex``. Such a fact is held under the key
+  ``(tenant, id)``, and joined into an "any tenant" entry ``(None, id)``. An
+  event with no tenant applies to every tenant (plain key). A token that names
+  no tenant (no claim, or not a non-empty string) meets every tenant's facts:
+  without a tenant it cannot be told apart, so it fails closed. An actor in an
+  ``act`` chain is judged in its own tenant claim when it carries one, else
+  in the token's.
 * **Threads.** One writer (the consumer thread) and any number of readers: a
   reader sees each fact atomically (CPython ``dict`` operations are atomic under
   the GIL). Do not call ``apply``/``merge``/``expire`` from two threads at once.
@@ -54,8 +67,8 @@ import heapq
 import math
 import time
 from collections.abc import Mapping
-from enum import StrEnum
-from typing import Any, Final, NamedTuple
+from enum import Enum, StrEnum
+from typing import Any, Final, NamedTuple, TypeAlias
 
 from consumers.exceptions import SnapshotError
 from schemas import (
@@ -72,6 +85,8 @@ from schemas import (
 
 __all__ = [
     "ALLOW",
+    "ANY_TENANT",
+    "DEFAULT_TENANT_CLAIM",
     "ENTRY_KINDS",
     "SNAPSHOT_VERSION",
     "Decision",
@@ -80,7 +95,24 @@ __all__ = [
     "Verdict",
 ]
 
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
+"""2 added tenant-scoped facts (``"scoped"``); version-1 snapshots still load."""
+
+DEFAULT_TENANT_CLAIM: Final = "tid"
+"""The claim a token's tenant is read from unless told otherwise (Entra ID's name)."""
+
+
+class _AnyTenant(Enum):
+    ANY_TENANT = "any tenant"
+
+
+ANY_TENANT: Final = _AnyTenant.ANY_TENANT
+"""For :meth:`RevocationState.add`: the fact is the join over all tenants (a
+token naming no tenant meets it); rebuilt from the tenant facts, so only a
+store that holds it separately (Redis) hands it in."""
+
+Key: TypeAlias = str | tuple[str | None, str]
+"""A fact's key: the id (every tenant), or ``(tenant, id)`` (``None``: any tenant)."""
 
 ENTRY_KINDS: Final = ("sessions", "tokens", "subjects", "claims", "kid", "client_id")
 """Names of the six fact kinds, in the order used by :meth:`RevocationState.counts`."""
@@ -157,6 +189,23 @@ def _issued_before(iat: Any, not_before: float) -> bool:
     return iat is None or iat < not_before
 
 
+def _live_time(source: dict[Key, Any], key: Any, iat: Any, now: float) -> float | None:
+    """The not-before (or changed-at) under ``key`` that rejects a token issued at ``iat``."""
+    entry = source.get(key)
+    if entry is not None and entry[1] > now and (iat is None or iat < entry[0]):
+        return float(entry[0])
+    return None
+
+
+def _in(tenant: str | None) -> str:
+    return f" (tenant {tenant!r})" if tenant is not None else ""
+
+
+def _tenant_of(holder: Mapping[str, Any], claim: str, default: str | None) -> str | None:
+    value = holder.get(claim)
+    return value if isinstance(value, str) and value else default
+
+
 class RevocationState:
     """What is revoked, as seen by this process. See the module docstring.
 
@@ -165,16 +214,17 @@ class RevocationState:
     lookup ignores it from the first moment).
     """
 
-    __slots__ = ("_dicts", "_granularity", "_heap", "_next_due", "_wheel")
+    __slots__ = ("_dicts", "_granularity", "_heap", "_next_due", "_tenanted", "_wheel")
 
     def __init__(self, *, granularity: float = 1.0) -> None:
         if not granularity > 0:
             raise ValueError("granularity must be positive")
         self._granularity = float(granularity)
-        self._dicts: tuple[dict[str, Any], ...] = tuple({} for _ in ENTRY_KINDS)
+        self._dicts: tuple[dict[Key, Any], ...] = tuple({} for _ in ENTRY_KINDS)
+        self._tenanted = False  # any (tenant, id) key yet: only then are they looked up
         # Timing wheel: wheel key -> keys whose expiry falls in that bucket; a
         # heap of wheel keys gives the next bucket due.
-        self._wheel: dict[int, list[str]] = {}
+        self._wheel: dict[int, list[Key]] = {}
         self._heap: list[int] = []
         self._next_due = math.inf
 
@@ -185,76 +235,93 @@ class RevocationState:
         claims: Mapping[str, Any],
         header: Mapping[str, Any] | None = None,
         now: float | None = None,
+        *,
+        tenant_claim: str = DEFAULT_TENANT_CLAIM,
     ) -> Decision:
         """Decide whether a token with these (already verified) claims is revoked.
 
         Rules, first match wins: ``sid`` revoked; ``jti`` revoked; ``sub``
         offboarded and ``iat`` before its not-before; header ``kid`` rotated;
-        ``azp``/``client_id`` rotated (``credential_rotated``) or offboarded
-        (``delegation_revoked``); any subject in the ``act`` chain offboarded
-        (``delegation_revoked``); ``sub`` claims changed after ``iat``
-        (:attr:`Verdict.STALE_CLAIMS`). A token without ``iat`` fails every
-        time-based rule it meets.
+        then every other party of the token, in order ``azp``, ``client_id``
+        and each actor (``sub`` and ``client_id``) of the ``act`` chain: its
+        client credential rotated (``credential_rotated``) or the party itself
+        offboarded (``delegation_revoked``); ``sub`` claims changed after
+        ``iat`` (:attr:`Verdict.STALE_CLAIMS`). A token without ``iat`` fails
+        every time-based rule it meets. The token's tenant is read from
+        ``claims[tenant_claim]`` (see *Tenants* in the module docstring).
         """
-        # Hot path: plain dict lookups only, written out rather than looped.
+        # Hot path: plain dict lookups written out; the tenant lookups (method calls)
+        # only once a tenant fact exists.
         if now is None:
             now = _now()
-        sessions, tokens, subjects, changed, kids, _clients = self._dicts
+        sessions, tokens, subjects, changed, kids, clients = self._dicts
         get = claims.get
+        tenanted = self._tenanted
+        tenant: str | None = None
         try:
+            if tenanted:
+                tenant = _tenant_of(claims, tenant_claim, None)
             sid = get("sid")
             if sid is not None:
                 exp = sessions.get(sid)
-                if exp is not None and exp > now:
-                    return _revoked(_SESSION_REVOKED, f"session {sid!r} is revoked")
+                if (exp is not None and exp > now) or (
+                    tenanted and self._scoped_id(sessions, sid, tenant, now)
+                ):
+                    return _revoked(_SESSION_REVOKED, f"session {sid!r}{_in(tenant)} is revoked")
             jti = get("jti")
             if jti is not None:
                 exp = tokens.get(jti)
-                if exp is not None and exp > now:
-                    return _revoked(_TOKEN_REVOKED, f"token {jti!r} is revoked")
+                if (exp is not None and exp > now) or (
+                    tenanted and self._scoped_id(tokens, jti, tenant, now)
+                ):
+                    return _revoked(_TOKEN_REVOKED, f"token {jti!r}{_in(tenant)} is revoked")
             iat = get("iat")
             sub = get("sub")
             if sub is not None:
-                entry = subjects.get(sub)
-                if entry is not None and entry[1] > now and (iat is None or iat < entry[0]):
+                since = _live_time(subjects, sub, iat, now)
+                if since is None and tenanted:
+                    since = _live_time(subjects, (tenant, sub), iat, now)
+                if since is not None:
                     return _revoked(
                         _SUBJECT_OFFBOARDED,
-                        f"subject {sub!r} was offboarded; token issued before {entry[0]:.3f}",
-                        entry[0],
+                        f"subject {sub!r}{_in(tenant)} was offboarded; token issued before "
+                        f"{since:.3f}",
+                        since,
                     )
             if header is not None:
                 kid = header.get("kid")
                 if kid is not None:
-                    entry = kids.get(kid)
-                    if entry is not None and entry[1] > now and (iat is None or iat < entry[0]):
+                    since = _live_time(kids, kid, iat, now)
+                    if since is None and tenanted:
+                        since = _live_time(kids, (tenant, kid), iat, now)
+                    if since is not None:
                         return _revoked(
                             _CREDENTIAL_ROTATED,
-                            f"signing key {kid!r} was rotated; token issued before {entry[0]:.3f}",
-                            entry[0],
+                            f"signing key {kid!r} was rotated; token issued before {since:.3f}",
+                            since,
                         )
-            azp = get("azp")
-            if azp is not None:
-                decision = self._check_client("azp", azp, iat, now)
-                if decision is not None:
-                    return decision
-            client_id = get("client_id")
-            if client_id is not None:
-                decision = self._check_client("client_id", client_id, iat, now)
-                if decision is not None:
-                    return decision
-            act = get("act")
-            if act is not None and subjects:  # nothing offboarded: no chain to walk
-                decision = self._check_act(act, iat, now)
-                if decision is not None:
-                    return decision
+            if subjects or clients:  # nobody offboarded, no client rotated: no party to check
+                for role in ("azp", "client_id"):
+                    party = get(role)
+                    if party is not None:
+                        decision = self._check_party(role, party, tenant, iat, now)
+                        if decision is not None:
+                            return decision
+                act = get("act")
+                if act is not None:
+                    decision = self._check_act(act, tenant, tenant_claim, iat, now)
+                    if decision is not None:
+                        return decision
             if sub is not None:
-                entry = changed.get(sub)
-                if entry is not None and entry[1] > now and (iat is None or iat < entry[0]):
+                since = _live_time(changed, sub, iat, now)
+                if since is None and tenanted:
+                    since = _live_time(changed, (tenant, sub), iat, now)
+                if since is not None:
                     return Decision(
                         Verdict.STALE_CLAIMS,
                         Rule.CLAIMS_CHANGED,
-                        f"claims of {sub!r} changed at {entry[0]:.3f}, after the token was issued",
-                        entry[0],
+                        f"claims of {sub!r} changed at {since:.3f}, after the token was issued",
+                        since,
                     )
         except TypeError:
             # An unhashable claim (a list as `sid`...) or a non-numeric `iat`: no
@@ -262,27 +329,45 @@ class RevocationState:
             return _revoked(Rule.MALFORMED_CLAIMS, "a claim has an unexpected type")
         return ALLOW
 
-    def _check_client(self, role: str, client: Any, iat: Any, now: float) -> Decision | None:
-        """``azp``/``client_id``: its credential rotated, or the client itself offboarded."""
-        entry = self._dicts[_CLIENTS].get(client)
-        if entry is not None and entry[1] > now and _issued_before(iat, entry[0]):
+    @staticmethod
+    def _scoped_id(source: dict[Key, Any], key: Any, tenant: str | None, now: float) -> bool:
+        exp = source.get((tenant, key))
+        return exp is not None and exp > now
+
+    def _check_party(
+        self, role: str, party: Any, tenant: str | None, iat: Any, now: float
+    ) -> Decision | None:
+        """A client or actor: its credential rotated, or the party itself offboarded."""
+        clients, subjects = self._dicts[_CLIENTS], self._dicts[_SUBJECTS]
+        since = _live_time(clients, party, iat, now)
+        if since is None and self._tenanted:
+            since = _live_time(clients, (tenant, party), iat, now)
+        if since is not None:
             return _revoked(
                 Rule.CREDENTIAL_ROTATED,
-                f"client {client!r} credential was rotated; token issued before {entry[0]:.3f}",
-                entry[0],
+                f"{role} {party!r}{_in(tenant)}: client credential was rotated; token issued "
+                f"before {since:.3f}",
+                since,
             )
-        entry = self._dicts[_SUBJECTS].get(client)
-        if entry is not None and entry[1] > now and _issued_before(iat, entry[0]):
+        since = _live_time(subjects, party, iat, now)
+        if since is None and self._tenanted:
+            since = _live_time(subjects, (tenant, party), iat, now)
+        if since is not None:
             return _revoked(
                 Rule.DELEGATION_REVOKED,
-                f"{role} {client!r} was offboarded; token issued before {entry[0]:.3f}",
-                entry[0],
+                f"{role} {party!r}{_in(tenant)} was offboarded; token issued before {since:.3f}",
+                since,
             )
         return None
 
-    def _check_act(self, act: Any, iat: Any, now: float) -> Decision | None:
-        """RFC 8693 ``act``: every actor in the (nested) chain, by ``sub`` and ``client_id``."""
-        subjects = self._dicts[_SUBJECTS]
+    def _check_act(
+        self, act: Any, tenant: str | None, tenant_claim: str, iat: Any, now: float
+    ) -> Decision | None:
+        """RFC 8693 ``act``: every actor of the (nested) chain, by ``sub`` and ``client_id``.
+
+        An actor's own tenant claim wins over the token's; one that is not a
+        tenant (not a non-empty string) meets every tenant's facts.
+        """
         depth = 0
         while isinstance(act, Mapping):
             depth += 1
@@ -290,18 +375,15 @@ class RevocationState:
                 return _revoked(
                     Rule.DELEGATION_REVOKED, f"act chain deeper than {_MAX_ACT_DEPTH} levels"
                 )
+            actor_tenant = _tenant_of(act, tenant_claim, None) if tenant_claim in act else tenant
             for role in ("sub", "client_id"):
                 actor = act.get(role)
-                if actor is None:
-                    continue
-                entry = subjects.get(actor)
-                if entry is not None and entry[1] > now and _issued_before(iat, entry[0]):
-                    return _revoked(
-                        Rule.DELEGATION_REVOKED,
-                        f"actor {actor!r} (act level {depth}) was offboarded; token issued "
-                        f"before {entry[0]:.3f}",
-                        entry[0],
+                if actor is not None:
+                    decision = self._check_party(
+                        f"actor {role} (act level {depth})", actor, actor_tenant, iat, now
                     )
+                    if decision is not None:
+                        return decision
             act = act.get("act")
         return None
 
@@ -347,18 +429,38 @@ class RevocationState:
         exp = event.expires_at.timestamp()
         if exp <= now:
             return False
+        tenant = event.subject.tenant
         if isinstance(event, SessionRevoked):
-            return self._add_id(_SESSIONS, event.session_id, exp)
+            return self._add_fact(_SESSIONS, event.session_id, None, exp, tenant)
         if isinstance(event, TokenRevoked):
-            return self._add_id(_TOKENS, event.jti, exp)
+            return self._add_fact(_TOKENS, event.jti, None, exp, tenant)
         if isinstance(event, SubjectOffboarded):
-            return self._add_time(_SUBJECTS, event.subject.id, event.not_before.timestamp(), exp)
+            at = event.not_before.timestamp()
+            return self._add_fact(_SUBJECTS, event.subject.id, at, exp, tenant)
         if isinstance(event, ClaimsChanged):
-            return self._add_time(_CLAIMS, event.subject.id, event.changed_at.timestamp(), exp)
+            at = event.changed_at.timestamp()
+            return self._add_fact(_CLAIMS, event.subject.id, at, exp, tenant)
         if isinstance(event, CredentialRotated):
             index = _KIDS if event.credential_kind is CredentialKind.SIGNING_KEY else _CLIENTS
-            return self._add_time(index, event.credential_id, event.not_before.timestamp(), exp)
+            at = event.not_before.timestamp()
+            return self._add_fact(index, event.credential_id, at, exp, tenant)
         raise TypeError(f"not a revocation event: {type(event).__name__}")
+
+    def _add_fact(
+        self, index: int, ident: str, at: float | None, exp: float, tenant: str | None
+    ) -> bool:
+        """A fact about every tenant (``tenant`` None), or about one tenant and so about
+        "any tenant" too."""
+        keys: tuple[Key, ...] = (ident,) if tenant is None else ((tenant, ident), (None, ident))
+        if tenant is not None:
+            self._tenanted = True
+        changed = False
+        for key in keys:
+            if at is None:
+                changed |= self._add_id(index, key, exp)
+            else:
+                changed |= self._add_time(index, key, at, exp)
+        return changed
 
     def add(
         self,
@@ -367,11 +469,15 @@ class RevocationState:
         expires_at: float,
         at: float | None = None,
         now: float | None = None,
+        *,
+        tenant: str | _AnyTenant | None = None,
     ) -> bool:
         """Join one raw fact (as stored in Redis or a snapshot); ``True`` if it changed.
 
         ``kind`` is one of :data:`ENTRY_KINDS`; ``at`` (the not-before or
         claims-changed time) is required for every kind but sessions and tokens.
+        ``tenant``: the tenant the fact is about (``None``: every tenant;
+        :data:`ANY_TENANT`: only the join over all tenants, as a store keeps it).
         """
         index = _KIND_INDEX.get(kind)
         if index is None:
@@ -382,15 +488,22 @@ class RevocationState:
             now = time.time()
         if expires_at <= now:
             return False
-        if at is None or index < _FIRST_TIMED:
-            return self._add_id(index, key, expires_at)
-        return self._add_time(index, key, at, expires_at)
+        if index < _FIRST_TIMED:
+            at = None
+        if isinstance(tenant, _AnyTenant):
+            self._tenanted = True
+            scoped: Key = (None, key)
+            if at is None:
+                return self._add_id(index, scoped, expires_at)
+            return self._add_time(index, scoped, at, expires_at)
+        return self._add_fact(index, key, at, expires_at, tenant)
 
     def merge(self, other: RevocationState, now: float | None = None) -> bool:
         """Join ``other`` into this state (entries expired at ``now`` are skipped)."""
         if now is None:
             now = time.time()
         changed = False
+        self._tenanted = self._tenanted or other._tenanted
         for index, source in enumerate(other._dicts):
             if index < _FIRST_TIMED:
                 for key, exp in source.copy().items():
@@ -429,7 +542,7 @@ class RevocationState:
     def _bucket(self, exp: float) -> int:
         return int(exp // self._granularity)
 
-    def _schedule(self, index: int, key: str, exp: float) -> None:
+    def _schedule(self, index: int, key: Key, exp: float) -> None:
         wheel_key = self._bucket(exp) * _KINDS + index
         keys = self._wheel.get(wheel_key)
         if keys is None:
@@ -441,7 +554,7 @@ class RevocationState:
         else:
             keys.append(key)
 
-    def _add_id(self, index: int, key: str, exp: float) -> bool:
+    def _add_id(self, index: int, key: Key, exp: float) -> bool:
         source = self._dicts[index]
         old = source.get(key)
         if old is not None and old >= exp:
@@ -450,7 +563,7 @@ class RevocationState:
         self._schedule(index, key, exp)
         return True
 
-    def _add_time(self, index: int, key: str, at: float, exp: float) -> bool:
+    def _add_time(self, index: int, key: Key, at: float, exp: float) -> bool:
         source = self._dicts[index]
         old = source.get(key)
         if old is None:
@@ -496,18 +609,32 @@ class RevocationState:
     # -------------------------------------------------------------- snapshots
 
     def snapshot(self) -> dict[str, Any]:
-        """A JSON-able copy of every entry (expired ones included until swept)."""
-        sessions, tokens, subjects, changed, kids, clients = (d.copy() for d in self._dicts)
+        """A JSON-able copy of every entry (expired ones included until swept).
+
+        Facts about one tenant are listed under ``"scoped"`` as ``[kind, tenant, id,
+        time or null, expires_at]``; the "any tenant" entries are rebuilt from them.
+        """
+        plain: list[dict[str, Any]] = [{} for _ in ENTRY_KINDS]
+        scoped: list[list[Any]] = []
+        for index, source in enumerate(self._dicts):
+            for key, value in source.copy().items():
+                if isinstance(key, str):
+                    plain[index][key] = value if index < _FIRST_TIMED else list(value)
+                elif key[0] is not None:
+                    at, exp = (None, value) if index < _FIRST_TIMED else value
+                    scoped.append([ENTRY_KINDS[index], key[0], key[1], at, exp])
+        sessions, tokens, subjects, changed, kids, clients = plain
         return {
             "v": SNAPSHOT_VERSION,
             "sessions": sessions,
             "tokens": tokens,
-            "subjects": {k: list(v) for k, v in subjects.items()},
-            "claims": {k: list(v) for k, v in changed.items()},
+            "subjects": subjects,
+            "claims": changed,
             "credentials": {
-                CredentialKind.SIGNING_KEY.value: {k: list(v) for k, v in kids.items()},
-                CredentialKind.CLIENT.value: {k: list(v) for k, v in clients.items()},
+                CredentialKind.SIGNING_KEY.value: kids,
+                CredentialKind.CLIENT.value: clients,
             },
+            "scoped": scoped,
         }
 
     @classmethod
@@ -517,12 +644,12 @@ class RevocationState:
         """Rebuild a state from :meth:`snapshot` output, skipping expired entries.
 
         Raises :class:`~consumers.exceptions.SnapshotError` when ``data`` is not
-        a snapshot this code wrote.
+        a snapshot this code wrote (version 1, before tenants, or 2).
         """
         if now is None:
             now = time.time()
-        if not isinstance(data, Mapping) or data.get("v") != SNAPSHOT_VERSION:
-            raise SnapshotError(f"not a revocation-state snapshot v{SNAPSHOT_VERSION}")
+        if not isinstance(data, Mapping) or data.get("v") not in (1, SNAPSHOT_VERSION):
+            raise SnapshotError(f"not a revocation-state snapshot v1 or v{SNAPSHOT_VERSION}")
         state = cls(granularity=granularity)
         credentials = data.get("credentials", {})
         if not isinstance(credentials, Mapping):
@@ -550,4 +677,22 @@ class RevocationState:
                             state._add_time(index, str(key), at, exp)
             except (TypeError, ValueError):
                 raise SnapshotError(f"snapshot field {name!r} has a malformed entry") from None
+        scoped = data.get("scoped", [] if data["v"] == 1 else None)
+        if not isinstance(scoped, list):
+            raise SnapshotError("snapshot field 'scoped' must be an array")
+        for i, item in enumerate(scoped):
+            try:
+                kind, tenant, ident, at, exp = item
+                if not isinstance(tenant, str) or not isinstance(ident, str):
+                    raise TypeError("tenant and id must be strings")
+                state.add(
+                    str(kind),
+                    ident,
+                    float(exp),
+                    None if at is None else float(at),
+                    now=now,
+                    tenant=tenant,
+                )
+            except (TypeError, ValueError):
+                raise SnapshotError(f"snapshot field 'scoped' entry {i} is malformed") from None
         return state
