@@ -86,6 +86,7 @@ def build_consumer(settings: ConsumerSettings, stack: ExitStack) -> RevocationCo
         snapshot_interval=settings.snapshot_interval,
         max_staleness=settings.max_staleness,
         connect_timeout=settings.kafka_connect_timeout,
+        kafka_options=settings.kafka_security.to_kafka_python(),
     )
 
 

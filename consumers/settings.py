@@ -19,6 +19,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import TopicNames
+from schemas.security import KafkaSecurity
 
 __all__ = ["ConsumerSettings"]
 
@@ -61,6 +62,12 @@ class ConsumerSettings(BaseSettings):
         default=10.0,
         gt=0,
         description="Seconds to wait for the Kafka cluster to answer at start.",
+    )
+    kafka_security: KafkaSecurity = Field(
+        default_factory=lambda: KafkaSecurity.from_env(os.environ),
+        description="SASL/TLS of the Kafka clients, from REVOCAST_KAFKA_SECURITY_PROTOCOL, "
+        "_SASL_MECHANISM, _SASL_USERNAME, _SASL_PASSWORD, _SSL_CAFILE, _SSL_CERTFILE, "
+        "_SSL_KEYFILE, _SSL_KEY_PASSWORD, _SSL_CHECK_HOSTNAME (default PLAINTEXT).",
     )
     jwks: str | None = Field(
         default=None,
@@ -157,6 +164,8 @@ class ConsumerSettings(BaseSettings):
             if name == "redis_url" and isinstance(value, str) and "@" in value:
                 scheme, _, rest = value.partition("://")
                 value = f"{scheme}://***@{rest.rpartition('@')[2]}"
+            elif isinstance(value, KafkaSecurity):
+                value = value.redacted()
             default = (
                 "(required)" if info.is_required() else info.get_default(call_default_factory=False)
             )
@@ -165,7 +174,9 @@ class ConsumerSettings(BaseSettings):
                     "name": name,
                     "env": self.env_name(name),
                     "value": value,
-                    "default": "<hostname>-<pid>" if info.default_factory else default,
+                    "default": {"instance": "<hostname>-<pid>", "kafka_security": "PLAINTEXT"}.get(
+                        name, default
+                    ),
                     "description": info.description,
                 }
             )

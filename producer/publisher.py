@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -221,6 +221,7 @@ class RevocationPublisher:
         batch_size: int = 65536,
         tracker: ReceiptTracker | None = None,
         allow_unsigned: bool = False,
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         if signer is None and not allow_unsigned:
             raise ConfigError(
@@ -237,7 +238,14 @@ class RevocationPublisher:
         self._signer = signer
         self._lock = threading.Lock()
 
-        with admin_client(bootstrap, timeout=connect_timeout, client_id=f"{client_id}-admin") as a:
+        # Security options (KafkaSecurity.to_kafka_python()) for every client built here.
+        self._kafka_options = dict(kafka_options or {})
+        with admin_client(
+            bootstrap,
+            timeout=connect_timeout,
+            client_id=f"{client_id}-admin",
+            kafka_options=self._kafka_options,
+        ) as a:
             partitions = topic_partitions(a, topics.events)
         if partitions is None:
             raise ConfigError(
@@ -265,6 +273,7 @@ class RevocationPublisher:
             "max_block_ms": delivery_ms,
             "bootstrap_timeout_ms": max(100, int(connect_timeout * 1000)),
             "allow_auto_create_topics": False,
+            **self._kafka_options,
         }
         self._producer, self._partitions = self._connect()
         log.info(
@@ -327,6 +336,7 @@ class RevocationPublisher:
             linger_ms=settings.linger_ms,
             batch_size=settings.batch_size,
             tracker=tracker,
+            kafka_options=settings.kafka_security.to_kafka_python(),
         )
 
     # -- keys

@@ -43,6 +43,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas import ConfigError, SigningKey, TopicNames
+from schemas.security import KafkaSecurity
 
 __all__ = [
     "REVOKE_SCOPES",
@@ -192,6 +193,12 @@ class ProducerSettings(BaseSettings):
     )
     batch_size: int = Field(
         default=65536, ge=1024, le=16 << 20, description="Kafka batch.size in bytes."
+    )
+    kafka_security: KafkaSecurity = Field(
+        default_factory=lambda: KafkaSecurity.from_env(os.environ),
+        description="SASL/TLS of every Kafka client, from REVOCAST_KAFKA_SECURITY_PROTOCOL, "
+        "_SASL_MECHANISM, _SASL_USERNAME, _SASL_PASSWORD, _SSL_CAFILE, _SSL_CERTFILE, "
+        "_SSL_KEYFILE, _SSL_KEY_PASSWORD, _SSL_CHECK_HOSTNAME (default PLAINTEXT).",
     )
 
     # -- signing
@@ -392,6 +399,8 @@ class ProducerSettings(BaseSettings):
                 ]
             elif isinstance(value, SecretStr):
                 value = "***"
+            elif isinstance(value, KafkaSecurity):
+                value = value.redacted()
             elif isinstance(value, timedelta):
                 value = f"{value.total_seconds():g}s"
             elif isinstance(value, Path):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -129,9 +129,17 @@ def require_reachable(bootstrap: str, timeout: float) -> None:
 
 @contextmanager
 def admin_client(
-    bootstrap: str, *, timeout: float, client_id: str = "revocast-admin"
+    bootstrap: str,
+    *,
+    timeout: float,
+    client_id: str = "revocast-admin",
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> Iterator[KafkaAdminClient]:
-    """A connected admin client, or :class:`BrokerUnavailableError` within ``timeout`` s."""
+    """A connected admin client, or :class:`BrokerUnavailableError` within ``timeout`` s.
+
+    ``kafka_options`` are extra kafka-python options: security
+    (``KafkaSecurity.to_kafka_python()``) and the like.
+    """
     require_reachable(bootstrap, timeout)
     ms = max(100, int(timeout * 1000))
     try:
@@ -141,6 +149,7 @@ def admin_client(
             request_timeout_ms=ms,
             bootstrap_timeout_ms=ms,
             reconnect_backoff_max_ms=1000,
+            **(kafka_options or {}),
         )
     except KafkaError as exc:
         raise BrokerUnavailableError(
@@ -251,6 +260,7 @@ def ensure_topics(
     receipts_retention: timedelta = timedelta(hours=24),
     timeout: float = 10.0,
     alter_retention: bool = False,
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> TopicsReport:
     """Create what is missing, check what exists; see the module docstring.
 
@@ -295,7 +305,7 @@ def ensure_topics(
         },
     )
 
-    with admin_client(bootstrap, timeout=timeout) as admin:
+    with admin_client(bootstrap, timeout=timeout, kafka_options=kafka_options) as admin:
         existing = _describe(admin, list(wanted))
         missing = [name for name in wanted if name not in existing]
         created: set[str] = set()
@@ -365,9 +375,15 @@ def _raise_retention(
     return short
 
 
-def events_retention_ms(bootstrap: str, topics: TopicNames, *, timeout: float) -> int | None:
+def events_retention_ms(
+    bootstrap: str,
+    topics: TopicNames,
+    *,
+    timeout: float,
+    kafka_options: Mapping[str, Any] | None = None,
+) -> int | None:
     """The ``retention.ms`` of the events topic (``-1`` forever), or ``None`` if it is missing."""
-    with admin_client(bootstrap, timeout=timeout) as admin:
+    with admin_client(bootstrap, timeout=timeout, kafka_options=kafka_options) as admin:
         if topics.events not in _describe(admin, [topics.events]):
             return None
         value = _configs(admin, [topics.events]).get(topics.events, {}).get("retention.ms")

@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -156,6 +156,7 @@ class ReceiptTracker:
         max_events: int = 100_000,
         connect_timeout: float = 10.0,
         client_id: str = "revocast-tracker",
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(start, datetime) and start.tzinfo is None:
             raise ConfigError("tracker start time must be timezone-aware")
@@ -165,6 +166,7 @@ class ReceiptTracker:
         self.max_events = max_events
         self.connect_timeout = connect_timeout
         self.client_id = client_id
+        self.kafka_options = dict(kafka_options or {})  # security (KafkaSecurity) and the like
         self._only = frozenset(only) if only is not None else None
         self._cond = threading.Condition()
         self._index: OrderedDict[uuid.UUID, dict[tuple[str, str], Receipt]] = OrderedDict()
@@ -183,7 +185,10 @@ class ReceiptTracker:
         if self._thread is not None:
             return self
         with admin_client(
-            self.bootstrap, timeout=self.connect_timeout, client_id=f"{self.client_id}-admin"
+            self.bootstrap,
+            timeout=self.connect_timeout,
+            client_id=f"{self.client_id}-admin",
+            kafka_options=self.kafka_options,
         ) as admin:
             partitions = topic_partitions(admin, self.topics.receipts)
         if partitions is None:
@@ -206,6 +211,7 @@ class ReceiptTracker:
                 bootstrap_timeout_ms=ms,
                 reconnect_backoff_max_ms=1000,
                 max_poll_records=5000,
+                **self.kafka_options,
             )
         except KafkaError as exc:
             raise BrokerUnavailableError(

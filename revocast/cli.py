@@ -47,6 +47,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "keys",
     "print_config",
     "serve_api",
+    "dev",
 )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from devstack import DevstackError, KafkaBroker, RedisServer, ensure_kafka_jars, resolve_services
-from devstack.__main__ import main
+from devstack.cli import main
 
 
 def _closed_loopback_port() -> int:
