@@ -17,6 +17,15 @@
 Every Redis failure is raised as :class:`schemas.StoreUnavailableError`
 (``retriable``), naming the operation.
 
+Keys are unambiguous: every part (prefix, service, topic, tenant, id) is
+percent-encoded, so no ``:`` (the separator) and no SCAN glob character
+(``*?[]``) is left inside a part; two different (service, kind, tenant, id) never
+share a key, and a scan of one service's namespace never reads another's.
+Layout: ``<prefix>:view:<service>:<kind tag>:<id>`` for a fact about every
+tenant, ``...:<id>:t:<tenant>`` for a fact about one tenant, and
+``...:<id>:any`` for the join of a fact over all tenants (what a token that
+names no tenant meets; see the tenant rules in :mod:`consumers.state`).
+
 Guarantee: an entry leaves Redis at its ``expires_at`` (Redis expiry), never
 before; not-before and claims-changed times only grow. Not guaranteed: that the
 shared view is complete; it holds what some consumer wrote, so pair it with a
@@ -29,12 +38,20 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
+from urllib.parse import quote, unquote
 
 import redis
 from redis.exceptions import RedisError
 
 from consumers.exceptions import SnapshotError
-from consumers.state import ENTRY_KINDS, Decision, RevocationState
+from consumers.state import (
+    ANY_TENANT,
+    DEFAULT_TENANT_CLAIM,
+    ENTRY_KINDS,
+    Decision,
+    RevocationState,
+    token_parties,
+)
 from consumers.stores import ConsumerSnapshot
 from schemas import (
     ClaimsChanged,
@@ -66,6 +83,16 @@ return 1
 
 # One short tag per fact kind, in ENTRY_KINDS order.
 _TAGS: Final = dict(zip(ENTRY_KINDS, ("s", "j", "o", "c", "k", "a"), strict=True))
+_KINDS_BY_TAG: Final = {tag: kind for kind, tag in _TAGS.items()}
+
+_ANY: Final = "any"  # the scope part of an "any tenant" key
+_TENANT: Final = "t"  # the scope part before a tenant
+
+
+def _part(text: str) -> str:
+    """One key part, percent-encoded: only ``A-Za-z0-9_.-~%`` remain, never ``:`` nor a
+    glob character, and ``%`` itself is encoded, so the encoding is one-to-one."""
+    return quote(text, safe="")
 
 
 def connect(url: str, *, timeout: float = 2.0) -> redis.Redis:
@@ -104,12 +131,20 @@ class RedisRevocationStore:
 
     def __init__(self, client: redis.Redis, service: str, *, prefix: str = "revocast") -> None:
         self.client = client
-        self.namespace = f"{prefix}:view:{service}"
+        self.namespace = f"{_part(prefix)}:view:{_part(service)}"
         self._join = client.register_script(_JOIN)
 
-    def key(self, kind: str, ident: str) -> str:
-        """The Redis key of one fact (``kind`` from :data:`~consumers.state.ENTRY_KINDS`)."""
-        return f"{self.namespace}:{_TAGS[kind]}:{ident}"
+    def key(
+        self, kind: str, ident: str, tenant: str | None = None, *, any_tenant: bool = False
+    ) -> str:
+        """The Redis key of one fact (``kind`` from :data:`~consumers.state.ENTRY_KINDS`):
+        about every tenant, about ``tenant``, or (``any_tenant``) its join over all tenants."""
+        base = f"{self.namespace}:{_TAGS[kind]}:{_part(ident)}"
+        if any_tenant:
+            return f"{base}:{_ANY}"
+        if tenant is not None:
+            return f"{base}:{_TENANT}:{_part(tenant)}"
+        return base
 
     def apply(self, envelope: Envelope) -> None:
         """Write the fact ``envelope`` states (heartbeats and expired events: nothing)."""
@@ -132,8 +167,13 @@ class RedisRevocationStore:
             ident, at = event.credential_id, event.not_before.timestamp()
         else:  # pragma: no cover - the Event union is closed
             raise TypeError(f"not a revocation event: {type(event).__name__}")
+        tenant = event.subject.tenant
+        keys = [self.key(kind, ident, tenant)]
+        if tenant is not None:
+            keys.append(self.key(kind, ident, any_tenant=True))
         try:
-            self._join(keys=[self.key(kind, ident)], args=[repr(at), _ms(exp)])
+            for key in keys:
+                self._join(keys=[key], args=[repr(at), _ms(exp)])
         except RedisError as exc:
             raise StoreUnavailableError(f"Redis write of a {kind} entry failed: {exc}") from None
 
@@ -142,35 +182,44 @@ class RedisRevocationStore:
         claims: Mapping[str, Any],
         header: Mapping[str, Any] | None = None,
         now: float | None = None,
+        *,
+        tenant_claim: str = DEFAULT_TENANT_CLAIM,
     ) -> Decision:
-        """The same rules as :meth:`RevocationState.check`, read from Redis (one MGET)."""
-        wanted: list[tuple[str, str]] = []
+        """The same rules as :meth:`RevocationState.check`, read from Redis (one round trip)."""
+        wanted: list[tuple[str, str, str | None]] = []  # kind, id, tenant (None: any)
 
-        def want(kind: str, value: Any) -> None:
+        def want(kind: str, value: Any, tenant: str | None) -> None:
             if isinstance(value, str):
-                wanted.append((kind, value))
+                wanted.append((kind, value, tenant))
 
-        want("sessions", claims.get("sid"))
-        want("tokens", claims.get("jti"))
-        want("subjects", claims.get("sub"))
-        want("claims", claims.get("sub"))
+        raw_tenant = claims.get(tenant_claim)
+        tenant = raw_tenant if isinstance(raw_tenant, str) and raw_tenant else None
+        want("sessions", claims.get("sid"), tenant)
+        want("tokens", claims.get("jti"), tenant)
+        want("subjects", claims.get("sub"), tenant)
+        want("claims", claims.get("sub"), tenant)
         if header is not None:
-            want("kid", header.get("kid"))
-        for role in ("azp", "client_id"):
-            want("client_id", claims.get(role))
-            want("subjects", claims.get(role))
-        act = claims.get("act")
-        for _ in range(16):
-            if not isinstance(act, Mapping):
-                break
-            want("subjects", act.get("sub"))
-            want("subjects", act.get("client_id"))
-            act = act.get("act")
+            want("kid", header.get("kid"), tenant)
+        for _role, party, party_tenant in token_parties(claims, tenant_claim):
+            want("client_id", party, party_tenant)
+            want("subjects", party, party_tenant)
         if now is None:
             now = time.time()
         state = RevocationState()
         if wanted:
-            keys = [self.key(kind, ident) for kind, ident in wanted]
+            lookups: list[tuple[str, str, Any]] = []
+            for kind, ident, scope in wanted:
+                lookups.append((kind, ident, None))
+                lookups.append((kind, ident, scope if scope is not None else ANY_TENANT))
+            keys = [
+                self.key(
+                    kind,
+                    ident,
+                    None if scope is ANY_TENANT else scope,
+                    any_tenant=scope is ANY_TENANT,
+                )
+                for kind, ident, scope in lookups
+            ]
             try:
                 with self.client.pipeline(transaction=False) as pipe:
                     pipe.mget(keys)
@@ -179,14 +228,17 @@ class RedisRevocationStore:
                     values, *expiries = pipe.execute()
             except RedisError as exc:
                 raise StoreUnavailableError(f"Redis read failed: {exc}") from None
-            for (kind, ident), value, exp_ms in zip(wanted, values, expiries, strict=True):
+            for (kind, ident, scope), value, exp_ms in zip(lookups, values, expiries, strict=True):
                 if value is not None and exp_ms > 0:
-                    state.add(kind, ident, exp_ms / 1000, float(value), now=now)
-        return state.check(claims, header, now)
+                    state.add(kind, ident, exp_ms / 1000, float(value), now=now, tenant=scope)
+        return state.check(claims, header, now, tenant_claim=tenant_claim)
 
-    def entries(self) -> Iterator[tuple[str, str, float, float]]:
-        """Every live fact as ``(kind, id, time, expires_at)`` (SCAN; for warm-up)."""
-        kinds = {tag: kind for kind, tag in _TAGS.items()}
+    def entries(self) -> Iterator[tuple[str, str, str | None, float, float]]:
+        """Every live fact as ``(kind, id, tenant, time, expires_at)`` (SCAN; for warm-up).
+
+        ``tenant`` is ``None`` for a fact about every tenant; the "any tenant" joins
+        are left out (a state rebuilds them from the tenant facts).
+        """
         prefix = f"{self.namespace}:"
         try:
             for batch in _batched(self.client.scan_iter(match=f"{prefix}*", count=1000), 500):
@@ -196,20 +248,34 @@ class RedisRevocationStore:
                         pipe.pexpiretime(key)
                     results = pipe.execute()
                 for key, value, exp_ms in zip(batch, results[::2], results[1::2], strict=True):
-                    tag, _, ident = key.decode()[len(prefix) :].partition(":")
-                    kind = kinds.get(tag)
-                    if kind is not None and value is not None and exp_ms > 0:
-                        yield kind, ident, float(value), exp_ms / 1000
+                    parsed = _parse_fact(key.decode()[len(prefix) :])
+                    if parsed is not None and value is not None and exp_ms > 0:
+                        kind, ident, tenant = parsed
+                        yield kind, ident, tenant, float(value), exp_ms / 1000
         except RedisError as exc:
             raise StoreUnavailableError(f"Redis scan of {self.namespace} failed: {exc}") from None
 
     def load_into(self, state: RevocationState) -> int:
         """Join every live fact into ``state``; returns how many were read."""
         n = 0
-        for kind, ident, at, exp in self.entries():
-            state.add(kind, ident, exp, at)
+        for kind, ident, tenant, at, exp in self.entries():
+            state.add(kind, ident, exp, at, tenant=tenant)
             n += 1
         return n
+
+
+def _parse_fact(rest: str) -> tuple[str, str, str | None] | None:
+    """``(kind, id, tenant)`` of a key below a namespace; None for "any tenant" joins and
+    for keys this code does not write."""
+    parts = rest.split(":")
+    kind = _KINDS_BY_TAG.get(parts[0])
+    if kind is None:
+        return None
+    if len(parts) == 2:
+        return kind, unquote(parts[1]), None
+    if len(parts) == 4 and parts[2] == _TENANT:
+        return kind, unquote(parts[1]), unquote(parts[3])
+    return None
 
 
 def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -243,7 +309,7 @@ class RedisSnapshotStore:
         self.ttl = ttl
 
     def key(self, topic: str) -> str:
-        return f"{self.prefix}:snapshot:{self.service}:{topic}"
+        return f"{_part(self.prefix)}:snapshot:{_part(self.service)}:{_part(topic)}"
 
     def save(self, snapshot: ConsumerSnapshot) -> None:
         try:
@@ -283,12 +349,12 @@ class RedisSessionLookup:
 
     def revoke(self, sid: str, expires_at: float) -> None:
         try:
-            self.client.set(f"{self.prefix}:{sid}", b"1", pxat=_ms(expires_at))
+            self.client.set(f"{self.prefix}:{_part(sid)}", b"1", pxat=_ms(expires_at))
         except RedisError as exc:
             raise StoreUnavailableError(f"Redis session write failed: {exc}") from None
 
     def is_revoked(self, sid: str) -> bool:
         try:
-            return bool(self.client.exists(f"{self.prefix}:{sid}"))
+            return bool(self.client.exists(f"{self.prefix}:{_part(sid)}"))
         except RedisError as exc:
             raise StoreUnavailableError(f"Redis session lookup failed: {exc}") from None

@@ -93,6 +93,7 @@ __all__ = [
     "RevocationState",
     "Rule",
     "Verdict",
+    "token_parties",
 ]
 
 SNAPSHOT_VERSION: Final = 2
@@ -204,6 +205,31 @@ def _in(tenant: str | None) -> str:
 def _tenant_of(holder: Mapping[str, Any], claim: str, default: str | None) -> str | None:
     value = holder.get(claim)
     return value if isinstance(value, str) and value else default
+
+
+def token_parties(
+    claims: Mapping[str, Any], tenant_claim: str = DEFAULT_TENANT_CLAIM
+) -> list[tuple[str, Any, str | None]]:
+    """Every party of a token besides ``sub`` whom the delegation rules judge, as
+    ``(role, id, tenant)``: ``azp``, ``client_id``, then each actor (``sub`` and
+    ``client_id``) of the ``act`` chain, at most :data:`_MAX_ACT_DEPTH` levels; the
+    tenant as :meth:`RevocationState.check` reads it (``None``: any tenant). For
+    stores that look facts up by key (Redis)."""
+    tenant = _tenant_of(claims, tenant_claim, None)
+    parties: list[tuple[str, Any, str | None]] = []
+    for role in ("azp", "client_id"):
+        if claims.get(role) is not None:
+            parties.append((role, claims[role], tenant))
+    act = claims.get("act")
+    for depth in range(1, _MAX_ACT_DEPTH + 1):
+        if not isinstance(act, Mapping):
+            break
+        actor_tenant = _tenant_of(act, tenant_claim, None) if tenant_claim in act else tenant
+        for role in ("sub", "client_id"):
+            if act.get(role) is not None:
+                parties.append((f"actor {role} (act level {depth})", act[role], actor_tenant))
+        act = act.get("act")
+    return parties
 
 
 class RevocationState:
