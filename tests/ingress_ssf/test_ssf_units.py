@@ -211,7 +211,10 @@ def test_user_subject_formats(
     [event] = plan(v.validate(signed(ed, RISC + "account-disabled", {}, sub_id))).events
     assert isinstance(event, SubjectOffboarded)
     assert event.subject.id == expected
+    assert event.subject.tenant is None  # unscoped unless configured
     if sub_id.get("format") == "complex":
+        scoped = validator([ed], tenant_scoped=True)
+        [event] = plan(scoped.validate(signed(ed, RISC + "account-disabled", {}, sub_id))).events
         assert event.subject.tenant == "t-1"
 
 

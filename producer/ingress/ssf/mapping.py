@@ -234,7 +234,8 @@ def _schema_subject(ref: SubjectRef, config: TransmitterConfig) -> Any:
     # keys the event (partition, order), so the transmitter stands in for it.
     subject_id = ref.user or f"ssf:{config.name}"
     try:
-        return Subject(id=subject_id, kind=config.subject_kind, tenant=ref.tenant)
+        tenant = ref.tenant if config.tenant_scoped else None
+        return Subject(id=subject_id, kind=config.subject_kind, tenant=tenant)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise SetRejected("invalid_request", f"subject {err['loc'][0]}: {err['msg']}") from None

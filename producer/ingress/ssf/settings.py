@@ -152,6 +152,12 @@ class TransmitterConfig(BaseModel):
         description="iss values accepted in iss_sub / jwt_id subjects (default: the issuer).",
     )
     lowercase_email: bool = Field(default=True, description="Lower-case email subjects.")
+    tenant_scoped: bool = Field(
+        default=False,
+        description="A complex subject's tenant member scopes the revocation to that tenant "
+        "(tokens whose tenant claim equals it). Off by default: a transmitter's tenant id need "
+        "not be what tokens carry, and a wrong scope would miss them.",
+    )
     opaque_session_revoked: Literal["session", "user"] = Field(
         default="session",
         description="What a simple opaque subject names in session-revoked (CAEP's example: "
