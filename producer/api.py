@@ -53,6 +53,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from producer.bodies import MAX_BODY, MAX_DEPTH, BodyProblem, read_json_body
 from producer.exceptions import NotInForceError
 from producer.ingress.scim.settings import ScimSettings
+from producer.ingress.ssf.settings import SsfSettings
 from producer.publisher import Published, RevocationPublisher
 from producer.requests import REQUEST_TYPES, parse_request
 from producer.settings import REVOKE_SCOPES, STATUS_SCOPE, ApiToken, ProducerSettings
@@ -273,11 +274,14 @@ def create_app(
     tracker: ReceiptTracker | None = None,
     warm_up: bool = True,
     scim: ScimSettings | None = None,
+    ssf: SsfSettings | None = None,
 ) -> Starlette:
     """The ASGI app. ``publisher``/``tracker`` are created from ``settings`` when not given
     (and then owned and closed by the app); ``signer`` overrides the key file. With ``scim``
     naming at least one SCIM client, the SCIM service provider is mounted at ``/scim/v2``
-    (:mod:`producer.ingress.scim`), publishing through the same publisher."""
+    (:mod:`producer.ingress.scim`), publishing through the same publisher. With ``ssf`` naming
+    at least one transmitter, the SSF push endpoint is mounted at ``/ssf/v1/push/<name>``
+    (:mod:`producer.ingress.ssf`), through the same publisher too."""
     tokens = settings.tokens()
     if not tokens:
         log.warning("no API tokens configured (REVOCAST_API_TOKENS): every request gets 401")
@@ -296,6 +300,12 @@ def create_app(
             credential_lifetime=settings.max_credential_lifetime,
         )
         scim_routes.append(Mount("/scim/v2", app=scim_app, name="scim"))
+    ssf_ingress = None
+    if ssf is not None and ssf.all_transmitters():
+        from producer.ingress.ssf import SsfIngress
+
+        ssf_ingress = SsfIngress(ssf, backend.get_publisher)
+        scim_routes.append(ssf_ingress.mount("/ssf"))
 
     async def revoke(request: Request) -> Response:
         kind = request.path_params["kind"]
@@ -409,6 +419,8 @@ def create_app(
         finally:
             if scim_app is not None:
                 await scim_app.aclose()
+            if ssf_ingress is not None:
+                await run_in_threadpool(ssf_ingress.close)
             await run_in_threadpool(backend.close)
 
     app = Starlette(
@@ -585,12 +597,17 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     scim: ScimSettings | None = None,
+    ssf: SsfSettings | None = None,
 ) -> None:
-    """Run the API with uvicorn until interrupted (SCIM settings from the environment,
-    ``REVOCAST_SCIM_*``, unless given)."""
+    """Run the API with uvicorn until interrupted (SCIM and SSF settings from the environment,
+    ``REVOCAST_SCIM_*`` and ``REVOCAST_SSF_*``, unless given)."""
     import uvicorn
 
-    app = create_app(settings, scim=scim if scim is not None else ScimSettings.load())
+    app = create_app(
+        settings,
+        scim=scim if scim is not None else ScimSettings.load(),
+        ssf=ssf if ssf is not None else SsfSettings.load(),
+    )
     uvicorn.run(
         app,
         host=host or settings.api_host,
