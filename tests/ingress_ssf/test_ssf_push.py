@@ -301,3 +301,39 @@ def test_disabled_transmitter_and_poll_transmitter_are_denied(
             response = post(server.push_url(name), token)
             assert response.status_code == 400
             assert response.json()["err"] == "access_denied", name
+
+
+def test_push_is_mounted_in_the_http_api(
+    tx_keys: dict[str, TransmitterKey],
+    make_settings: Callable[..., SsfSettings],
+    store: SsfStore,
+    publisher: RevocationPublisher,
+    signing_key: SigningKey,
+    kafka_bootstrap: str,
+    topics: TopicNames,
+    trusted_keys: KeySet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from producer.api import create_app
+    from producer.settings import ProducerSettings
+
+    for name in ProducerSettings.model_fields:
+        monkeypatch.delenv(f"REVOCAST_{name.upper()}", raising=False)
+    ed = tx_keys["EdDSA"]
+    ssf = make_settings(transmitter([ed]))
+    app = create_app(
+        ProducerSettings.load(bootstrap_servers=kafka_bootstrap),
+        signer=signing_key,
+        publisher=publisher,
+        warm_up=False,
+        ssf=ssf,
+    )
+    token = session_revoked_set(ed, iss=ISSUER, aud=AUDIENCE, user="frank")
+    with ApiServer(app) as server:
+        response = post(f"{server.url}/ssf/v1/push/idp", token)
+        assert response.status_code == 202, response.text
+        refused = post(f"{server.url}/ssf/v1/push/idp", token, {**HEADERS, "Authorization": ""})
+        assert refused.json()["err"] == "authentication_failed"
+    [env] = read_events(kafka_bootstrap, topics, trusted_keys, expect=1)
+    assert isinstance(env.event, SubjectOffboarded)
+    assert env.event.subject.id == "frank"
