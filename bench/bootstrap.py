@@ -4,10 +4,11 @@ For each size S in the plan, a topic is filled once with S signed revocations
 (:mod:`bench.retained`: signed by one Python worker per core, loaded by Kafka's
 ConsoleProducer; the smaller topics hold a prefix of the largest), then fresh
 processes replay it (:mod:`bench.replay`): a
-:class:`consumers.RevocationConsumer` (verify + decode + apply, until ready) and
-a bare kafka-python consumer (raw consume). Their rates, measured in the same
-run on the same records, give "apply rate vs raw consume rate". A third, smaller
-topic is replayed under pyinstrument to show where the apply time goes.
+:class:`consumers.RevocationConsumer` (verify + decode + apply, until ready) and,
+on the smallest topic, the bare client of every engine (:mod:`bench.bareclient`,
+raw consume). Their rates, measured in the same run on the same records, give
+"apply rate vs raw consume rate". A third, smaller topic is replayed under
+pyinstrument to show where the apply time goes.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def run_bootstrap(
     children: Children,
     timeout: float,
     ui: Any,
+    bare_clients: tuple[str, ...] = ("kafka-python",),
 ) -> dict[str, Any]:
     logs = out_dir / "logs"
     prefixes = {size: f"bench-{run_id}-boot-{size}" for size in sizes}
@@ -195,33 +197,48 @@ def run_bootstrap(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
+    def replay_cmd(mode: str, prefix: str, *extra: str) -> list[str]:
+        return [
+            sys.executable, "-m", "bench.replay",
+            "--mode", mode,
+            "--bootstrap", bootstrap,
+            "--prefix", prefix,
+            "--jwks", str(jwks_path),
+            "--timeout", str(timeout),
+            *extra,
+        ]  # fmt: skip
+
     results: list[dict[str, Any]] = []
     for size in sizes:
         prefix = prefixes[size]
         entry: dict[str, Any] = {"size": size}
         # The raw baselines once, on the smallest topic: raw consume of a million records
-        # with kafka-python's pure-Python CRC check alone takes minutes.
-        modes = ["raw", "raw_no_crc", "apply"] if size == min(sizes) else ["apply"]
-        for mode in modes:
-            task = ui.task(f"bootstrap: {mode} replay of {size:,}", total=None)
-            cmd = [
-                sys.executable, "-m", "bench.replay",
-                "--mode", "raw" if mode == "raw_no_crc" else mode,
-                "--bootstrap", bootstrap,
-                "--prefix", prefix,
-                "--jwks", str(jwks_path),
-                "--timeout", str(timeout),
-            ]  # fmt: skip
-            if mode == "raw_no_crc":
-                cmd.append("--no-crc-check")
-            entry[mode] = run_json_child(
-                children, f"replay-{mode}-{size}", cmd, logs / f"replay-{mode}-{size}.log",
-                timeout + 30,
-                late_profile=(
-                    out_dir / f"profile-replay-{size}.collapsed.txt" if mode == "apply" else None
-                ),
-            )
-            task.done()
+        # with a pure-Python client takes minutes.
+        if size == min(sizes):
+            entry["raw_by_client"] = {}
+            for client in bare_clients:
+                task = ui.task(f"bootstrap: raw {client} replay of {size:,}", total=None)
+                cmd = [
+                    sys.executable, "-m", "bench.bareclient", "--client", client, "--replay",
+                    "--bootstrap", bootstrap, "--topic", TopicNames.prefixed(prefix).events,
+                    "--timeout", str(timeout),
+                ]  # fmt: skip
+                try:
+                    entry["raw_by_client"][client] = run_json_child(
+                        children, f"replay-raw-{client}-{size}", cmd,
+                        logs / f"replay-raw-{client}-{size}.log", timeout + 30)
+                except (RuntimeError, json.JSONDecodeError) as exc:
+                    entry["raw_by_client"][client] = {"error": str(exc)}
+                task.done()
+            if "kafka-python" in entry["raw_by_client"]:
+                entry["raw"] = entry["raw_by_client"]["kafka-python"]
+        task = ui.task(f"bootstrap: apply replay of {size:,}", total=None)
+        entry["apply"] = run_json_child(
+            children, f"replay-apply-{size}", replay_cmd("apply", prefix),
+            logs / f"replay-apply-{size}.log",
+            timeout + 30, late_profile=out_dir / f"profile-replay-{size}.collapsed.txt",
+        )
+        task.done()
         if "raw" in entry:
             raw_rate = entry["raw"].get("rate_per_s") or 0.0
             apply_rate = entry["apply"].get("rate_per_s") or 0.0
@@ -230,15 +247,7 @@ def run_bootstrap(
 
     task = ui.task(f"bootstrap: profiling the apply path ({profile_records:,} records)", total=None)
     profile_txt = out_dir / "profile-apply.txt"
-    cmd = [
-        sys.executable, "-m", "bench.replay",
-        "--mode", "profile",
-        "--bootstrap", bootstrap,
-        "--prefix", profile_prefix,
-        "--jwks", str(jwks_path),
-        "--timeout", str(timeout),
-        "--profile-out", str(profile_txt),
-    ]  # fmt: skip
+    cmd = replay_cmd("profile", profile_prefix, "--profile-out", str(profile_txt))
     try:
         profile = run_json_child(
             children, "replay-profile", cmd, logs / "replay-profile.log", timeout + 30

@@ -11,7 +11,9 @@ time from the first send to the last acknowledgement). A step that cannot send
 all its events within 1.5x its duration (+5 s) stops there and says so.
 
 Each event's ``published_at_ns`` is stamped by the envelope just before signing;
-the latencies measured from it therefore include signing and the send.
+the latencies measured from it therefore include signing and the send. The same
+pacing drives the peers (:mod:`bench.peers`) through a plain ``send`` function,
+so revocast and its alternatives see the same schedule.
 """
 
 from __future__ import annotations
@@ -28,7 +30,37 @@ from bench.plan import RateStep, events_due
 from producer import BulkPublishError, RevocationPublisher
 from schemas import SessionRevoked, Subject, SubjectKind, in_seconds
 
-__all__ = ["EventFactory", "PublishOutcome", "publish_paced"]
+__all__ = ["EventFactory", "PublishOutcome", "SendResult", "Sender", "publish_paced",
+           "revocast_sender"]
+
+
+@dataclass
+class SendResult:
+    """What one batch send achieved: acknowledged events and how many failed."""
+
+    published: list[tuple[uuid.UUID, int, int, int]]
+    """(event id, published_at_ns, partition, offset) per acknowledged event."""
+    failed: int = 0
+
+
+Sender = Callable[[list[SessionRevoked]], SendResult]
+
+
+def revocast_sender(publisher: RevocationPublisher) -> Sender:
+    """Send a batch with ``publish_many`` (signed, acks=all); returns once acknowledged."""
+
+    def send(events: list[SessionRevoked]) -> SendResult:
+        failed = 0
+        try:
+            results = publisher.publish_many(events)
+        except BulkPublishError as exc:
+            results = list(exc.published)
+            failed = len(exc.failed)
+        return SendResult(
+            [(p.event_id, p.published_at_ns, p.partition, p.offset) for p in results], failed
+        )
+
+    return send
 
 
 class EventFactory:
@@ -64,6 +96,8 @@ class PublishOutcome:
     duration_s: float
     published: dict[uuid.UUID, int] = field(default_factory=dict)
     """event id -> published_at_ns, for every acknowledged event."""
+    positions: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)
+    """event id -> (partition, offset) from the acknowledgement (-1, -1 for peers)."""
     failed: int = 0
     elapsed_s: float = 0.0
     batches: int = 0
@@ -93,7 +127,7 @@ class PublishOutcome:
 
 
 def publish_paced(
-    publisher: RevocationPublisher,
+    send: Sender | RevocationPublisher,
     step: RateStep,
     factory: EventFactory,
     *,
@@ -102,6 +136,8 @@ def publish_paced(
     on_progress: Callable[[int], None] | None = None,
 ) -> PublishOutcome:
     """Publish ``step``'s events on schedule; see the module docstring."""
+    if isinstance(send, RevocationPublisher):
+        send = revocast_sender(send)
     total = step.planned_events
     outcome = PublishOutcome(step.rate, total, step.duration)
     rate = step.rate
@@ -129,13 +165,11 @@ def publish_paced(
                 continue
             outcome.max_lag_s = max(outcome.max_lag_s, now - sent / rate)
         events = factory.make(count)
-        try:
-            results = publisher.publish_many(events)
-        except BulkPublishError as exc:
-            results = list(exc.published)
-            outcome.failed += len(exc.failed)
-        for published in results:
-            outcome.published[published.event_id] = published.published_at_ns
+        result = send(events)
+        outcome.failed += result.failed
+        for event_id, published_ns, partition, offset in result.published:
+            outcome.published[event_id] = published_ns
+            outcome.positions[event_id] = (partition, offset)
         sent += count
         outcome.batches += 1
         outcome.elapsed_s = time.monotonic() - t0

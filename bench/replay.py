@@ -6,12 +6,8 @@ Each measurement runs in its own process so that its peak memory is its own.
   started on the topic and timed from ``start()`` until ``wait_ready()`` returns,
   i.e. until every retained record is verified, decoded and applied. Memory: peak
   RSS (``VmHWM``) and its growth over the RSS measured just before ``start()``.
-* ``--mode raw``: a bare kafka-python ``KafkaConsumer`` (the same client options
-  the RevocationConsumer uses: no group, earliest, library-default fetch sizes
-  and CRC check) reads the same records and does nothing with them; timed from
-  construction to the last record. This is "kafka-python's raw consume rate".
-  With ``--no-crc-check`` it skips the per-batch CRC32C check, which shows what
-  that check costs when the ``crc32c`` C extension is not installed.
+* raw consume (no verify, no decode, no apply) is :mod:`bench.bareclient`
+  ``--replay``, for every engine's Kafka client.
 * ``--mode profile``: as ``apply``, but the consumer loop runs in the main thread
   under pyinstrument (``RevocationConsumer.run()``), stopping once ready; the
   profile is written to ``--profile-out`` (text) and summarised in the JSON.
@@ -48,53 +44,6 @@ def _peak_kb() -> int:
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a child
     # would report its parent's (the harness's) peak.
     return _status_kb("VmHWM:")
-
-
-def _raw(bootstrap: str, topic: str, timeout: float, check_crcs: bool) -> dict[str, Any]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    rss_before = _rss_kb()
-    begin = time.monotonic()
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        client_id="revocast-bench-raw",
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        check_crcs=check_crcs,
-    )
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            raise RuntimeError(f"topic {topic!r} not found")
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = {tp: int(o) for tp, o in consumer.end_offsets(tps).items()}
-        records = 0
-        payload = 0
-        deadline = begin + timeout
-        done = False
-        while not done and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=100).values():
-                for record in batch:
-                    records += 1
-                    payload += len(record.value or b"")
-            done = all(consumer.position(tp) >= end for tp, end in ends.items())
-        elapsed = time.monotonic() - begin
-    finally:
-        consumer.close(autocommit=False)
-    return {
-        "mode": "raw",
-        "check_crcs": check_crcs,
-        "records": records,
-        "expected": sum(ends.values()),
-        "complete": done,
-        "payload_bytes": payload,
-        "elapsed_s": round(elapsed, 3),
-        "rate_per_s": round(records / elapsed, 1) if elapsed > 0 else None,
-        "rss_before_kb": rss_before,
-        "peak_rss_kb": _peak_kb(),
-    }
 
 
 def _consumer(bootstrap: str, prefix: str, jwks: str) -> Any:
@@ -178,30 +127,14 @@ def _profile(bootstrap: str, prefix: str, jwks: str, timeout: float, out: Path) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.replay")
-    parser.add_argument("--mode", choices=("raw", "apply", "profile"), required=True)
+    parser.add_argument("--mode", choices=("apply", "profile"), required=True)
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--prefix", required=True, help="topic prefix (TopicNames.prefixed)")
     parser.add_argument("--jwks", default=None)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile-out", default=None)
-    parser.add_argument(
-        "--no-crc-check",
-        action="store_true",
-        help="raw mode: check_crcs=False, to measure what kafka-python's pure-Python CRC "
-        "check costs (RevocationConsumer passes kafka_options to its producer too, which "
-        "rejects check_crcs, so apply mode cannot turn it off)",
-    )
     args = parser.parse_args(argv)
-    from schemas import TopicNames
-
-    if args.mode == "raw":
-        result = _raw(
-            args.bootstrap,
-            TopicNames.prefixed(args.prefix).events,
-            args.timeout,
-            not args.no_crc_check,
-        )
-    elif args.mode == "apply":
+    if args.mode == "apply":
         result = _apply(args.bootstrap, args.prefix, args.jwks, args.timeout)
     else:
         result = _profile(

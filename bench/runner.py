@@ -39,20 +39,21 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
-from bench import checkcost, e2e, exposure, plots, report
+from bench import checkcost, derive, e2e, exposure, plots, report
 from bench.bootstrap import run_bootstrap
+from bench.engines import available_engines
+from bench.engines import engine as engine_info
+from bench.peers import run_peer_sweep
 from bench.plan import BenchPlan
 from bench.processes import Child, Children
-from bench.sweep import StepResult, SweepContext, config_key, new_run_id, run_flavor_sweep
+from bench.sweep import StepResult, SweepContext, config_key, new_run_id, run_engine_sweep
+from bench.tables import Col, num, print_table
 from devstack import ensure_kafka_jars, resolve_services
 from schemas import KeySet, SigningKey
 
 __all__ = ["ProgressUI", "run_benchmark"]
 
-# How long the faust sweep of the quick plan takes here (2 cores), for the budget check.
-_QUICK_FAUST_ESTIMATE_S = 35.0
 
 
 class _Task:
@@ -199,8 +200,19 @@ def _exposure_models(
     poll: dict[str, Any] | None,
     check_ns: dict[str, Any],
     inforce: dict[str, dict[str, Any]],
+    peers: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """Every session model's exposure window and what each request pays for it.
+
+    ``request_cost_ns`` is the revocation check a request pays on top of verifying
+    its JWT: nothing for a bare JWT, the in-process check for every model that keeps a
+    local view (revocast, the Redis peers, polling), a round trip for Redis per request.
+    """
     models: list[dict[str, Any]] = []
+    local_ns = check_ns.get("inprocess_p50") if isinstance(check_ns, dict) else None
+    # The peers' cache is a dict of session ids: a check there is one lookup.
+    inproc = check_ns.get("inprocess", {}) if isinstance(check_ns, dict) else {}
+    lookup_ns = (inproc.get("is_session_revoked_miss") or {}).get("p50", local_ns)
     jwt: dict[str, Any] = {
         "kind": "computed",
         "method": "simulation: tokens issued uniformly over time, TTL drawn from the list, "
@@ -217,7 +229,7 @@ def _exposure_models(
         summary = exposure.summarize_seconds(windows)
         jwt["distributions"][label] = {"ttls_s": ttls, **summary}
         models.append({"label": f"stateless JWT, TTL {label}", "kind": "computed", **summary,
-                       "note": "valid until expiry"})
+                       "note": "valid until expiry", "request_cost_ns": 0.0})
     polling: dict[str, Any] = {"kind": "measured"}
     if poll is not None:
         polling.update({k: v for k, v in poll.items() if k != "periods"})
@@ -228,7 +240,8 @@ def _exposure_models(
             polling["periods"][label] = {"period_s": block["period_s"], "polls": block["polls"],
                                          **summary}
             models.append({"label": f"poll revocation list every {label} s", "kind": "measured",
-                           **summary, "note": f"{summary['count']} revocations"})
+                           **summary, "note": f"{summary['count']} revocations",
+                           "request_cost_ns": local_ns})
     else:
         polling["error"] = "poller did not report"
     redis_block: dict[str, Any] = {"kind": "measured"}
@@ -245,27 +258,34 @@ def _exposure_models(
             "p50_s": wv["p50"] / 1e9, "p99_s": wv["p99"] / 1e9,
             "min_s": wv["min"] / 1e9, "max_s": wv["max"] / 1e9,
             "note": f"but every request pays ~{red['exists_miss']['p50'] / 1000:.0f} us",
+            "request_cost_ns": red["exists_miss"]["p50"],
         })
     revocast: dict[str, Any] = {"kind": "measured", "configs": {}}
     configs = [plan.headline]
     paced = [s.rate for s in plan.steps if s.rate is not None]
     if paced and (max(plan.ns), min(paced)) != plan.headline:
         configs.append((max(plan.ns), min(paced)))  # the same services at a low rate
-    for flavor in plan.flavors:
+    sources = [("revocast", e, inforce) for e in plan.engines]
+    sources += [("peer", p, peers or {}) for p in plan.peers]
+    for kind, name, entries in sources:
         for n, rate in configs:
-            entry = inforce.get(config_key(flavor, n, str(rate)))
+            entry = entries.get(config_key(name, n, str(rate)))
             if not entry or entry.get("p50_ms") is None:
                 continue
             s = entry["in_force_everywhere"]
-            revocast["configs"][config_key(flavor, n, str(rate))] = {
-                k: s[k] for k in ("p50_ms", "p99_ms", "max_ms", "count")
-            }
+            if kind == "revocast":
+                revocast["configs"][config_key(name, n, str(rate))] = {
+                    k: s[k] for k in ("p50_ms", "p99_ms", "max_ms", "count")
+                }
+            label = f"revocast {name}" if kind == "revocast" else name
             models.append({
-                "label": f"revocast {flavor}, in force in all {n} services at {rate}/s",
+                "label": f"{label}, in all {n} services at {rate}/s",
                 "kind": "measured",
                 "p50_s": s["p50_ms"] / 1e3, "p99_s": s["p99_ms"] / 1e3,
                 "min_s": s["min_ms"] / 1e3, "max_s": s["max_ms"] / 1e3,
-                "note": f"checks cost ~{(check_ns.get('inprocess_p50') or 0):.0f} ns in-process",
+                "note": "signed, replayable, receipted" if kind == "revocast"
+                else "unsigned, no receipts" + (", no replay" if "pubsub" in name else ""),
+                "request_cost_ns": local_ns if kind == "revocast" else lookup_ns,
             })
     return {"models": models, "jwt": jwt, "polling": polling, "redis_per_request": redis_block,
             "revocast": revocast}
@@ -294,56 +314,88 @@ def _delete_run_topics(bootstrap: str, run_id: str) -> int:
             admin.close()
 
 
-def _summary_table(results: dict[str, Any]) -> Table:
-    table = Table(title=f"revocast bench ({results['mode']}): in force everywhere")
-    for col, justify in (("flavor", "left"), ("N", "right"), ("rate", "right"),
-                         ("achieved/s", "right"), ("events", "right"), ("p50 ms", "right"),
-                         ("p99 ms", "right"), ("max ms", "right"), ("incomplete", "right"),
-                         ("CPU svc/broker/harness", "right")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for e in results["in_force_everywhere"].values():
-        cpu = e.get("cpu", {})
-        p99 = e.get("p99_ms")
-        style = "green" if p99 is not None and p99 <= 10 else "red"
-        table.add_row(
-            e["flavor"], str(e["n"]), e["rate"], f"{e['achieved_rate']:,.0f}",
-            f"{e['events']:,}", f"{e['p50_ms']}", f"[{style}]{p99}[/]", f"{e['max_ms']}",
-            str(e["incomplete_events"]),
-            f"{cpu.get('services_cores')}/{cpu.get('broker_cores')}/{cpu.get('harness_cores')}",
-        )
-    return table
-
-
-def _baseline_table(results: dict[str, Any]) -> Table:
-    table = Table(title="baselines and targets")
-    table.add_column("what")
-    table.add_column("measured", justify="right")
+def _print_summary(console: Console, results: dict[str, Any]) -> None:
+    """The run's figures as tables (terminal width, or plain rows when piped)."""
+    rows = []
+    for e in [*results["in_force_everywhere"].values(),
+              *results.get("peers", {}).get("entries", {}).values()]:
+        bare = e.get("bare_client") or {}
+        rows.append([
+            e["engine"], num(e["n"]), e["rate"], num(e.get("achieved_rate"), 0),
+            num(e.get("p50_ms")), num(e.get("p99_ms")), num(e.get("max_ms")),
+            num(e.get("incomplete_events")), num(e.get("service_cpu_us_per_event")),
+            num(bare.get("cpu_us_per_record")),
+        ])
+    if rows:
+        print_table(console, f"revocast bench ({results['mode']}): in force everywhere "
+                    "(publish -> applied by all N)", [
+                        Col("engine / peer"), Col("N", numeric=True), Col("rate", "/s"),
+                        Col("achieved", "/s"), Col("p50", "ms"), Col("p99", "ms"),
+                        Col("max", "ms"), Col("incomplete", "events"),
+                        Col("CPU per event", "us"), Col("bare client", "us"),
+                    ], rows,
+                    caption="CPU per event: the services' CPU per event per service; bare "
+                    "client: the engine's Kafka client alone, same step, per record")
     check = results.get("check_ns", {})
+    inproc = check.get("inprocess", {}) if isinstance(check, dict) else {}
+    red = check.get("redis", {}) if isinstance(check, dict) else {}
+    crow = [[label, num(b.get("p50")), num(b.get("p99"))] for label, b in (
+        ("in-process RevocationState.check (valid token)", inproc.get("check_miss")),
+        ("Redis EXISTS per request", red.get("exists_miss")),
+        ("Redis full rule check (pipelined)", red.get("full_check_miss")),
+    ) if b]
+    if crow:
+        print_table(console, "per-request revocation check", [
+            Col("check"), Col("p50", "ns"), Col("p99", "ns")], crow,
+            caption=f"Redis EXISTS / in-process: {num(check.get('ratio'))}x")
     e2e_block = results.get("raw_kafka_e2e_ms", {})
-    avr = results.get("apply_vs_raw", {})
-    table.add_row("in-process check p50 (ns)", str(check.get("inprocess_p50")))
-    table.add_row("Redis EXISTS p50 (ns)", str(check.get("redis_p50")))
-    table.add_row("Redis / in-process", f"{check.get('ratio')}x")
-    table.add_row("Kafka e2e p50 / p99 (ms, Java tool)",
-                  f"{e2e_block.get('p50')} / {e2e_block.get('p99')}")
-    table.add_row("apply / raw consume rate",
-                  f"{avr.get('apply_rate')} / {avr.get('raw_rate')} = {avr.get('ratio')}")
-    for s in results.get("bootstrap", {}).get("sizes", []):
+    if "p50" in e2e_block:
+        print_table(console, "Kafka's own floor (EndToEndLatency, acks=all)", [
+            Col("records", numeric=True), Col("p50", "ms"), Col("p99", "ms"),
+            Col("p99.9", "ms")],
+            [[num(e2e_block.get("records")), num(e2e_block.get("p50")),
+              num(e2e_block.get("p99")), num(e2e_block.get("p999"))]])
+    rrows = []
+    raw = results.get("raw_consume_rate_per_s", {})
+    for client, rate in raw.items():
+        if client not in ("size", "definition", "error"):
+            rrows.append([f"raw consume, bare {client}", num(raw.get("size")), num(rate, 0),
+                          "-", "-"])
+    for s in results.get("bootstrap", {}).get("sizes", []) if isinstance(
+            results.get("bootstrap"), dict) else []:
         ap = s.get("apply", {})
-        table.add_row(f"bootstrap {s['size']:,}: time s / peak RSS MiB",
-                      f"{ap.get('elapsed_s')} / {(ap.get('peak_rss_kb') or 0) / 1024:.0f}")
-    for m in results.get("exposure", {}).get("models", []):
-        table.add_row(f"exposure: {m['label']} p50 / p99 (s)",
-                      f"{m.get('p50_s'):.4g} / {m.get('p99_s'):.4g}")
-    for key, t in results.get("targets", {}).items():
-        if key == "in_force_p99_ms":
-            for flavor, v in t["by_flavor"].items():
-                table.add_row(f"target: {t['target']} [{flavor}]",
-                              "[green]met[/]" if v["met"] else "[red]missed[/]")
-        else:
-            table.add_row(f"target: {t['target']}",
-                          "[green]met[/]" if t["met"] else "[red]missed[/]")
-    return table
+        rrows.append([
+            "apply (verify + decode + apply), kafka-python" + (
+                "" if ap.get("complete") else " - NOT READY"),
+            num(s.get("size")), num(ap.get("rate_per_s"), 0), num(ap.get("elapsed_s")),
+            num((ap.get("peak_rss_kb") or 0) / 1024, 0),
+        ])
+    if rrows:
+        print_table(console, "replay of retained revocations", [
+            Col("replay"), Col("records", numeric=True), Col("rate", "records/s"),
+            Col("ready after", "s"), Col("peak RSS", "MiB")], rrows)
+    mrows = [[m["label"], m["kind"], num(m.get("p50_s")), num(m.get("p99_s")),
+              num(m["request_cost_ns"] / 1000) if m.get("request_cost_ns") is not None
+              else "-"]
+             for m in results.get("exposure", {}).get("models", [])]
+    if mrows:
+        print_table(console, "exposure window after a revocation, and what each request pays", [
+            Col("session model"), Col("kind"), Col("p50", "s"), Col("p99", "s"),
+            Col("check per request", "us")], mrows)
+    trows = []
+    for t in results.get("targets", {}).values():
+        by = t.get("by_engine")
+        if by is None:
+            trows.append([t["target"], "-", num(t.get("measured")),
+                          "met" if t.get("met") else "MISSED"])
+            continue
+        for name, v in by.items():
+            shown = v.get("p99_ms", v.get("service_us", v.get("ratio")))
+            trows.append([t["target"], name, num(shown), "met" if v.get("met") else "MISSED"])
+    if trows:
+        print_table(console, "targets (reported, not asserted)", [
+            Col("target"), Col("engine"), Col("measured", numeric=True), Col("verdict")],
+            trows, caption="measured is in the target's own unit")
 
 
 def run_benchmark(
@@ -368,6 +420,7 @@ def run_benchmark(
     skipped: list[str] = []
     timings: dict[str, float] = {}
     entries: dict[str, dict[str, Any]] = {}
+    peer_entries: dict[str, dict[str, Any]] = {}
     headline_raw: dict[str, dict[str, Any]] = {}
     check_ns: dict[str, Any] = {}
     e2e_block: dict[str, Any] = {}
@@ -376,7 +429,8 @@ def run_benchmark(
     environment: dict[str, Any] = {}
     cleanup: dict[str, Any] = {}
 
-    phases = len(plan.flavors) * len(plan.ns) * len(plan.steps) + 5
+    steps_per_sweep = sum(len(steps) for _n, steps in plan.groups())
+    phases = (len(plan.engines) + len(plan.peers)) * steps_per_sweep + 5
     try:
         with (
             _sigterm_as_interrupt(),
@@ -461,28 +515,36 @@ def run_benchmark(
                 ctx = SweepContext(
                     bootstrap=services.kafka_bootstrap, plan=plan, run_id=run_id, signer=signer,
                     jwks_path=jwks_path, out_dir=out_dir, children=children,
-                    broker_pid=broker_pid, ui=ui,
+                    broker_pid=broker_pid, ui=ui, redis_url=services.redis_url,
                 )
 
                 def on_result(result: StepResult) -> None:
                     e = result.entry
-                    entries[config_key(e["flavor"], e["n"], e["rate"])] = e
+                    target = peer_entries if e.get("kind") == "peer" else entries
+                    target[config_key(e["engine"], e["n"], e["rate"])] = e
                     if result.inforce.everywhere_ns:
-                        headline_raw[e["flavor"]] = {
+                        headline_raw[e["engine"]] = {
                             "everywhere": result.inforce.everywhere_ns,
                             "per_service": result.inforce.per_service_ns,
                         }
                     ui.advance()
                     ui.log(
-                        f"{e['flavor']:>12} N={e['n']} R={e['rate']:>4}: achieved "
+                        f"{e['engine']:>12} N={e['n']} R={e['rate']:>4}: achieved "
                         f"{e['achieved_rate']:,.0f}/s, {e['events']:,} events, in force "
                         f"everywhere p50 {e['p50_ms']} ms p99 {e['p99_ms']} ms max "
                         f"{e['max_ms']} ms, incomplete {e['incomplete_events']}, CPU "
-                        f"{e['cpu']['total_cores']} cores"
+                        f"{e['cpu']['total_cores']} cores, "
+                        f"{e.get('service_cpu_us_per_event')} us per event per service"
+                        + (f" (bare {e['bare_client']['client']}: "
+                           f"{e['bare_client']['cpu_us_per_record']} us per record)"
+                           if e.get("bare_client") else "")
                     )
 
-                def sweep(flavor: str) -> Callable[[], None]:
-                    return lambda: run_flavor_sweep(ctx, flavor, on_result)
+                def sweep(engine: str) -> Callable[[], None]:
+                    return lambda: run_engine_sweep(ctx, engine, on_result)
+
+                def peer_sweep(peer: str) -> Callable[[], None]:
+                    return lambda: run_peer_sweep(ctx, peer, on_result)
 
                 def do_bootstrap() -> None:
                     boot.update(run_bootstrap(
@@ -490,7 +552,8 @@ def run_benchmark(
                         sizes=plan.bootstrap_sizes, profile_records=plan.profile_records,
                         partitions=plan.partitions, key_file=key_file, jwks_path=jwks_path,
                         out_dir=out_dir, children=children, timeout=plan.bootstrap_timeout,
-                        ui=ui,
+                        ui=ui, bare_clients=tuple(dict.fromkeys(
+                            engine_info(e).bare_client for e in plan.engines)),
                     ))
                     for s in boot["sizes"]:
                         raw = s.get("raw", {}).get("rate_per_s")
@@ -505,24 +568,16 @@ def run_benchmark(
                 ui.advance()
                 phase("check", do_check)
                 ui.advance()
-                flavors = list(plan.flavors)
-                if "kafka-python" in flavors:
+                engines = list(plan.engines)
+                if "kafka-python" in engines:
                     phase("sweep-kafka-python", sweep("kafka-python"))
+                for peer in plan.peers:
+                    phase(f"peers-{peer}", peer_sweep(peer))
                 phase("bootstrap", do_bootstrap)
                 ui.advance()
-                for flavor in flavors:
-                    if flavor == "kafka-python":
-                        continue
-                    elapsed = time.monotonic() - begin
-                    if (plan.time_budget is not None
-                            and elapsed + _QUICK_FAUST_ESTIMATE_S > plan.time_budget):
-                        skipped.append(
-                            f"sweep-{flavor}: {elapsed:.0f} s elapsed, the quick budget of "
-                            f"{plan.time_budget:.0f} s leaves no room"
-                        )
-                        ui.log(f"[yellow]skipping the {flavor} sweep (time budget)[/]")
-                        continue
-                    phase(f"sweep-{flavor}", sweep(flavor))
+                for engine in engines:
+                    if engine != "kafka-python":
+                        phase(f"sweep-{engine}", sweep(engine))
 
                 task = ui.task("deleting this run's topics", total=None)
                 cleanup["topics_deleted"] = _delete_run_topics(services.kafka_bootstrap, run_id)
@@ -558,32 +613,50 @@ def run_benchmark(
             "size": both["size"],
             "apply_rate": both["apply"].get("rate_per_s"),
             "raw_rate": both["raw"].get("rate_per_s"),
-            "raw_rate_without_crc_check": both.get("raw_no_crc", {}).get("rate_per_s"),
             "ratio": both.get("apply_vs_raw"),
             "definition": "RevocationConsumer replay (verify+decode+apply) records/s over "
             "bare kafka-python KafkaConsumer records/s, same topic, same run, fresh processes",
         }
+    cpu_block = derive.service_cpu_per_event(entries)
+    ready_block = derive.bootstrap_ready(boot)
+    peers_vs = derive.peer_comparison(entries, peer_entries)
     results: dict[str, Any] = {
         "schema": report.SCHEMA,
         "mode": plan.name,
         "environment": environment,
         "settings": plan.to_dict(),
+        "engines": {e.name: ({"available": True} if e.available else
+                             {"available": False, "reason": e.reason})
+                    for e in available_engines()},
         "in_force_everywhere": entries,
         "check_ns": check_ns or {"error": "not measured"},
         "raw_kafka_e2e_ms": e2e_block or {"error": "not measured"},
+        "service_cpu_us_per_event": cpu_block,
+        "apply_rate_per_s": derive.apply_rates(boot),
+        "raw_consume_rate_per_s": derive.raw_consume_rates(boot),
         "apply_vs_raw": apply_vs_raw,
+        "bootstrap_ready_s": ready_block,
         "bootstrap": boot or {"error": "not measured"},
-        "exposure": _exposure_models(plan, poll, check_ns, entries),
+        "peers": {"entries": peer_entries, "revocast_p99_over_peer_p99": peers_vs,
+                  "definition": "Redis pub/sub fan-out and Redis Streams (XREAD per "
+                  "service) to N in-process caches, same N, rates and pacing as revocast "
+                  "(bench.peers)"},
+        "exposure": _exposure_models(plan, poll, check_ns, entries, peer_entries),
         "skipped": skipped,
         "errors": errors,
         "cleanup": cleanup,
     }
-    results["targets"] = report.evaluate_targets(entries, check_ns, apply_vs_raw, plan.headline)
+    results["targets"] = report.evaluate_targets(
+        entries, check_ns, apply_vs_raw, plan.headline, e2e=e2e_block, cpu=cpu_block,
+        peers_vs=peers_vs, ready=ready_block,
+    )
     results["findings"] = report.findings(results, plan.headline)
     try:
         results["plots"] = plots.plot_all(
-            out_dir, entries=list(entries.values()), headline_raw=headline_raw,
-            headline=plan.headline, exposure_models=results["exposure"]["models"],
+            out_dir, entries=[*entries.values(), *peer_entries.values()],
+            headline_raw=headline_raw, headline=plan.headline,
+            exposure_models=results["exposure"]["models"],
+            target_ms=results["targets"]["in_force_p99_ms"]["limit"],
         )
     except Exception as exc:
         errors.append(f"plots: {type(exc).__name__}: {exc}")
@@ -597,9 +670,7 @@ def run_benchmark(
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     (out_dir / "results.md").write_text(report.render_markdown(results))
 
-    if entries:
-        console.print(_summary_table(results))
-    console.print(_baseline_table(results))
+    _print_summary(console, results)
     for item in results["findings"]:
         console.print(f"- {item}")
     for item in skipped:

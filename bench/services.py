@@ -1,9 +1,8 @@
-"""N revocast service processes of one flavor, started, probed until ready, stopped.
+"""N revocast service processes of one engine, started, probed until ready, stopped.
 
-* ``kafka-python``: ``python -m consumers.service`` - the consumers package's own
-  service entry point (``revocast consume`` runs the same function), configured
-  through its ``REVOCAST_*`` environment exactly as a deployment would be.
-* ``faust``: ``python -m consumers.faust_app`` - one faust worker per process.
+Each service is the consumers package's own entry point for its engine
+(:func:`bench.engines.engine_command`), configured through its ``REVOCAST_*``
+environment exactly as a deployment would be.
 
 Each process is a different service (``svc1`` ... ``svcN``), so "in force
 everywhere" means "applied by all N". Ready means *applied*: the harness
@@ -15,25 +14,19 @@ service that is still starting.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.engines import engine, engine_command
 from bench.processes import Child, Children
 from bench.receipts import ReceiptReader
 from producer import RevocationPublisher
 from schemas import SessionRevoked, Subject, SubjectKind, TopicNames, in_seconds
 
 __all__ = ["GroupSpec", "ServiceGroup", "ServiceStartError"]
-
-# Environment variables a service must not inherit from the harness: the bench
-# configures everything explicitly (and never lets services use Redis snapshots,
-# which would skip the replay and share state between runs).
-_SCRUB = ("REDIS_URL", "REVOCAST_REDIS_URL", "REVOCAST_SERVICE", "REVOCAST_INSTANCE")
 
 
 class ServiceStartError(RuntimeError):
@@ -42,7 +35,7 @@ class ServiceStartError(RuntimeError):
 
 @dataclass(frozen=True)
 class GroupSpec:
-    flavor: str
+    engine: str
     n: int
     bootstrap: str
     prefix: str
@@ -59,34 +52,10 @@ class GroupSpec:
 
 
 def _service_command(spec: GroupSpec, service: str) -> tuple[list[str], dict[str, str]]:
-    instance = f"{service}-{spec.flavor}"
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
-    env["PYTHONUNBUFFERED"] = "1"
-    if spec.flavor == "kafka-python":
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": spec.bootstrap,
-                "REVOCAST_JWKS": str(spec.jwks_path),
-                "REVOCAST_TOPIC_PREFIX": spec.prefix,
-                "REVOCAST_REDIS_SNAPSHOTS": "false",
-                "REVOCAST_LOG_LEVEL": "WARNING",
-            }
-        )
-        cmd = [sys.executable, "-m", "consumers.service", "--service", service,
-               "--instance", instance]
-        return cmd, env
-    if spec.flavor == "faust":
-        cmd = [
-            sys.executable, "-m", "consumers.faust_app",
-            "--service", service,
-            "--instance", instance,
-            "--bootstrap", spec.bootstrap,
-            "--topic-prefix", spec.prefix,
-            "--jwks", str(spec.jwks_path),
-            "--loglevel", "warning",
-        ]  # fmt: skip
-        return cmd, env
-    raise ValueError(f"unknown flavor {spec.flavor!r}")
+    return engine_command(
+        engine(spec.engine), service=service, instance=f"{service}-{spec.engine}",
+        bootstrap=spec.bootstrap, prefix=spec.prefix, jwks_path=spec.jwks_path,
+    )
 
 
 class ServiceGroup:
@@ -104,7 +73,7 @@ class ServiceGroup:
         for service in self.spec.services:
             cmd, env = _service_command(self.spec, service)
             log = self.spec.logs_dir / f"{self.spec.prefix}.{service}.log"
-            child = Child(f"{self.spec.flavor}:{service}", cmd, env=env, log_path=log)
+            child = Child(f"{self.spec.engine}:{service}", cmd, env=env, log_path=log)
             self.members[service] = self.children.start(child)
 
     def pids(self) -> dict[str, int]:
@@ -167,7 +136,7 @@ class ServiceGroup:
                     for s in missing[:2]
                 )
                 raise ServiceStartError(
-                    f"{self.spec.flavor}: {len(missing)} of {self.spec.n} services applied no "
+                    f"{self.spec.engine}: {len(missing)} of {self.spec.n} services applied no "
                     f"probe within {timeout:g} s ({', '.join(missing)}); logs:\n{tails}"
                 )
 

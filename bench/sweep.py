@@ -1,4 +1,4 @@
-"""The propagation sweep: for each flavor and N, start N services, then each rate step.
+"""The propagation sweep: for each engine and N, start N services, then each rate step.
 
 One step: note the receipts topic's end offsets, publish at the step's rate
 (:func:`bench.load.publish_paced`), wait until N receipts per acknowledged
@@ -10,11 +10,20 @@ and the harness is sampled from ``/proc`` over publish + drain.
 A step whose receipts did not all arrive leaves a backlog behind; the group is
 then restarted on fresh topics so the next step starts clean (and the step says
 ``drain: timeout|stalled``).
+
+Beside the first group of each engine (the smallest N) runs that engine's bare
+Kafka client (:mod:`bench.bareclient`) on the same events topic: its CPU per
+record, over the same steps and the same records, is the floor the service's
+CPU per event is compared with (``service_cpu_us_per_event``). It costs that
+group up to half a core at 1,000/s, which the step's CPU figures show.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -23,9 +32,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.load import EventFactory, publish_paced
+from bench.engines import engine as engine_info
+from bench.load import EventFactory, PublishOutcome, publish_paced
 from bench.plan import BenchPlan, RateStep
-from bench.processes import Children, cpu_seconds, self_cpu_seconds
+from bench.processes import Child, Children, cpu_seconds, self_cpu_seconds
 from bench.profiling import parse_collapsed, record_py_spy
 from bench.receipts import ReceiptReader
 from bench.services import GroupSpec, ServiceGroup
@@ -33,13 +43,19 @@ from bench.stats import InForceResult, in_force_everywhere
 from producer import RevocationPublisher, ensure_topics
 from schemas import SigningKey
 
-__all__ = ["StepResult", "SweepContext", "config_key", "new_run_id", "run_flavor_sweep"]
+__all__ = [
+    "StepResult",
+    "SweepContext",
+    "config_key",
+    "cpu_cores",
+    "new_run_id",
+    "run_engine_sweep",
+    "step_entry",
+]
 
-_SHORT = {"kafka-python": "kp", "faust": "fa"}
 
-
-def config_key(flavor: str, n: int, rate: str) -> str:
-    return f"{flavor}|N={n}|R={rate}"
+def config_key(engine: str, n: int, rate: str) -> str:
+    return f"{engine}|N={n}|R={rate}"
 
 
 @dataclass
@@ -54,13 +70,14 @@ class SweepContext:
     broker_pid: int | None
     ui: Any
     """Anything with ``task(description, total)`` returning an object with ``update``."""
+    redis_url: str | None = None
     stop_check: Callable[[], None] = lambda: None
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
 
 @dataclass
 class StepResult:
-    flavor: str
+    engine: str
     n: int
     step: RateStep
     entry: dict[str, Any]
@@ -76,7 +93,7 @@ def _cpu_snapshot(group: ServiceGroup, broker_pid: int | None) -> dict[str, floa
     }
 
 
-def _cpu_cores(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+def cpu_cores(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     wall = max(1e-6, after["wall"] - before["wall"])
     out = {
         f"{k}_cores": round((after[k] - before[k]) / wall, 3)
@@ -87,10 +104,61 @@ def _cpu_cores(before: dict[str, float], after: dict[str, float]) -> dict[str, f
     return out
 
 
-def _start_group(ctx: SweepContext, flavor: str, n: int) -> tuple[ServiceGroup, Any, Any]:
-    prefix = f"bench-{ctx.run_id}-{_SHORT[flavor]}-n{n}-{next(ctx.counter)}"
+class BareClient:
+    """The engine's bare Kafka client, counting the events topic's records (live)."""
+
+    def __init__(self, ctx: SweepContext, engine: str, topic: str, prefix: str) -> None:
+        self.client = engine_info(engine).bare_client
+        self.status = ctx.out_dir / "logs" / f"{prefix}.bare.status.json"
+        cmd = [sys.executable, "-m", "bench.bareclient", "--client", self.client,
+               "--bootstrap", ctx.bootstrap, "--topic", topic, "--live", str(self.status)]
+        self.child = ctx.children.start(Child(
+            f"bare:{self.client}", cmd, env=dict(os.environ),
+            log_path=ctx.out_dir / "logs" / f"{prefix}.bare.log"))
+        self.ctx = ctx
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.status.is_file():
+            if not self.child.alive:
+                raise RuntimeError(f"bare {self.client} client exited: {self.child.log_tail(4)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bare {self.client} client not ready after {timeout:g} s")
+            time.sleep(0.05)
+
+    def read(self) -> dict[str, float]:
+        for _ in range(20):
+            try:
+                data: dict[str, float] = json.loads(self.status.read_text())
+                return data
+            except (OSError, ValueError):
+                time.sleep(0.02)
+        return {"records": 0, "cpu_s": 0.0}
+
+    def stop(self) -> None:
+        self.child.stop(5)
+        self.ctx.children.items = [c for c in self.ctx.children.items if c is not self.child]
+
+
+def _bare_delta(before: dict[str, float], after: dict[str, float], client: str) -> dict[str, Any]:
+    records = int(after.get("records", 0) - before.get("records", 0))
+    cpu = after.get("cpu_s", 0.0) - before.get("cpu_s", 0.0)
+    return {
+        "client": client,
+        "records": records,
+        "cpu_s": round(cpu, 4),
+        "cpu_us_per_record": round(cpu / records * 1e6, 1) if records else None,
+        "method": "getrusage(RUSAGE_SELF) of a process that assigns every partition and "
+        "counts records; same topic, same step",
+    }
+
+
+def _start_group(
+    ctx: SweepContext, engine: str, n: int, *, bare: bool = False
+) -> tuple[ServiceGroup, Any, Any, BareClient | None]:
+    prefix = f"bench-{ctx.run_id}-{engine_info(engine).short}-n{n}-{next(ctx.counter)}"
     spec = GroupSpec(
-        flavor=flavor,
+        engine=engine,
         n=n,
         bootstrap=ctx.bootstrap,
         prefix=prefix,
@@ -107,8 +175,11 @@ def _start_group(ctx: SweepContext, flavor: str, n: int) -> tuple[ServiceGroup, 
     )
     group = ServiceGroup(spec, ctx.children)
     publisher = reader = None
+    bare_client: BareClient | None = None
     try:
         group.start()
+        if bare:
+            bare_client = BareClient(ctx, engine, spec.topics.events, prefix)
         publisher = RevocationPublisher(
             ctx.bootstrap,
             spec.topics,
@@ -119,27 +190,31 @@ def _start_group(ctx: SweepContext, flavor: str, n: int) -> tuple[ServiceGroup, 
             connect_timeout=15.0,
         )
         reader = ReceiptReader(ctx.bootstrap, spec.topics.receipts)
-        task = ctx.ui.task(f"{flavor} N={n}: starting services", total=n)
+        task = ctx.ui.task(f"{engine} N={n}: starting services", total=n)
         group.wait_ready(
             publisher, reader, timeout=ctx.plan.ready_timeout, on_progress=task.update
         )
         task.done()
+        if bare_client is not None:
+            bare_client.wait_ready(ctx.plan.ready_timeout)
         reader.read_to_end(timeout=15)
         if ctx.plan.warmup is not None:
-            _warm_up(ctx, flavor, n, group, publisher, reader, ctx.plan.warmup)
+            _warm_up(ctx, engine, n, group, publisher, reader, ctx.plan.warmup)
     except BaseException:
         if reader is not None:
             reader.close()
         if publisher is not None:
             publisher.close()
+        if bare_client is not None:
+            bare_client.stop()
         group.stop()
         raise
-    return group, publisher, reader
+    return group, publisher, reader, bare_client
 
 
 def _warm_up(
     ctx: SweepContext,
-    flavor: str,
+    engine: str,
     n: int,
     group: ServiceGroup,
     publisher: RevocationPublisher,
@@ -147,7 +222,7 @@ def _warm_up(
     step: RateStep,
 ) -> None:
     """Publish ``step`` and wait for its receipts; nothing is recorded."""
-    task = ctx.ui.task(f"{flavor} N={n}: warm-up ({step.label}/s, not recorded)",
+    task = ctx.ui.task(f"{engine} N={n}: warm-up ({step.label}/s, not recorded)",
                        total=step.planned_events)
     base = reader.total_written()
     factory = EventFactory(f"{group.spec.prefix}-warmup", seed=ctx.plan.seed)
@@ -159,38 +234,81 @@ def _warm_up(
     task.done()
 
 
-def run_flavor_sweep(
-    ctx: SweepContext, flavor: str, on_result: Callable[[StepResult], None]
+def run_engine_sweep(
+    ctx: SweepContext, engine: str, on_result: Callable[[StepResult], None]
 ) -> None:
-    plan = ctx.plan
-    for n in plan.ns:
+    groups = ctx.plan.groups()
+    for index, (n, steps) in enumerate(groups):
         ctx.stop_check()
-        group, publisher, reader = _start_group(ctx, flavor, n)
+        bare = index == 0
+        group, publisher, reader, bare_client = _start_group(ctx, engine, n, bare=bare)
         try:
-            steps = list(plan.steps)
-            for index, step in enumerate(steps):
+            for i, step in enumerate(steps):
                 ctx.stop_check()
-                result, clean = _run_step(ctx, flavor, n, step, group, publisher, reader)
+                result, clean = _run_step(ctx, engine, n, step, group, publisher, reader,
+                                          bare_client)
                 on_result(result)
-                if not clean and index + 1 < len(steps):
+                if not clean and i + 1 < len(steps):
                     reader.close()
                     publisher.close()
+                    if bare_client is not None:
+                        bare_client.stop()
                     group.stop()
-                    group, publisher, reader = _start_group(ctx, flavor, n)
+                    group, publisher, reader, bare_client = _start_group(
+                        ctx, engine, n, bare=bare)
         finally:
             reader.close()
             publisher.close()
+            if bare_client is not None:
+                bare_client.stop()
             group.stop()
+
+
+def step_entry(
+    engine: str,
+    n: int,
+    step: RateStep,
+    outcome: PublishOutcome,
+    result: InForceResult,
+    cpu: dict[str, Any],
+    drain: dict[str, Any],
+) -> dict[str, Any]:
+    """One results.json entry of ``in_force_everywhere`` (or of ``peers``)."""
+    summary = result.everywhere.summary()
+    events = len(outcome.published)
+    services_s = (cpu.get("services_cores") or 0.0) * cpu.get("window_s", 0.0)
+    return {
+        "engine": engine,
+        "n": n,
+        "rate": step.label,
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+        "max_ms": summary["max_ms"],
+        "events": events,
+        "complete_events": result.complete,
+        "incomplete_events": result.incomplete,
+        "missing_receipts": result.missing_receipts,
+        **outcome.to_dict(),
+        "in_force_everywhere": summary,
+        "per_service": {s: rec.summary() for s, rec in result.per_service.items()},
+        **drain,
+        "cpu": cpu,
+        "service_cpu_us_per_event": (
+            round(services_s / (n * events) * 1e6, 1) if events else None
+        ),
+        "hdr_in_force_us": result.everywhere.encoded(),
+    }
 
 
 def _run_step(
     ctx: SweepContext,
-    flavor: str,
+    engine: str,
     n: int,
     step: RateStep,
     group: ServiceGroup,
     publisher: RevocationPublisher,
     reader: ReceiptReader,
+    bare_client: BareClient | None = None,
 ) -> tuple[StepResult, bool]:
     plan = ctx.plan
     headline = (n, step.rate) == plan.headline
@@ -199,21 +317,22 @@ def _run_step(
     base = reader.total_written()
 
     spy = None
-    spy_out = ctx.out_dir / f"profile-service-{flavor}.collapsed.txt"
+    spy_out = ctx.out_dir / f"profile-service-{engine}.collapsed.txt"
     if headline and plan.profile_service:
         pid = group.members[services[0]].pid
         if pid is not None:
             spy = record_py_spy(pid, step.duration, spy_out)
 
     task = ctx.ui.task(
-        f"{flavor} N={n} R={step.label}: publishing", total=step.planned_events
+        f"{engine} N={n} R={step.label}: publishing", total=step.planned_events
     )
     before = _cpu_snapshot(group, ctx.broker_pid)
+    bare_before = bare_client.read() if bare_client is not None else None
     outcome = publish_paced(
         publisher, step, factory, max_batch=plan.max_batch, on_progress=task.update
     )
     expected = n * len(outcome.published)
-    task.reset(f"{flavor} N={n} R={step.label}: waiting for receipts", total=expected)
+    task.reset(f"{engine} N={n} R={step.label}: waiting for receipts", total=expected)
     drain = reader.wait_written(
         base,
         expected,
@@ -222,7 +341,11 @@ def _run_step(
         on_progress=task.update,
     )
     after = _cpu_snapshot(group, ctx.broker_pid)
-    task.reset(f"{flavor} N={n} R={step.label}: reading receipts", total=None)
+    bare_after = None
+    if bare_client is not None:
+        time.sleep(0.3)  # one status period: the bare client has written its latest count
+        bare_after = bare_client.read()
+    task.reset(f"{engine} N={n} R={step.label}: reading receipts", total=None)
     receipts = reader.read_to_end(timeout=120)
     task.done()
     result = in_force_everywhere(
@@ -231,26 +354,12 @@ def _run_step(
         services,
         keep_raw=headline,
     )
-    summary = result.everywhere.summary()
-    entry: dict[str, Any] = {
-        "flavor": flavor,
-        "n": n,
-        "rate": step.label,
-        "p50_ms": summary["p50_ms"],
-        "p99_ms": summary["p99_ms"],
-        "max_ms": summary["max_ms"],
-        "events": len(outcome.published),
-        "complete_events": result.complete,
-        "incomplete_events": result.incomplete,
-        "missing_receipts": result.missing_receipts,
-        **outcome.to_dict(),
-        "in_force_everywhere": summary,
-        "per_service": {s: rec.summary() for s, rec in result.per_service.items()},
-        **drain.to_dict(),
-        "cpu": _cpu_cores(before, after),
-        "services_ready_after_s": round(group.ready_after_s or 0.0, 3),
-        "hdr_in_force_us": result.everywhere.encoded(),
-    }
+    entry = step_entry(engine, n, step, outcome, result, cpu_cores(before, after),
+                       drain.to_dict())
+    entry["kind"] = "revocast"
+    entry["services_ready_after_s"] = round(group.ready_after_s or 0.0, 3)
+    if bare_client is not None and bare_before is not None and bare_after is not None:
+        entry["bare_client"] = _bare_delta(bare_before, bare_after, bare_client.client)
     if spy is not None:
         try:
             _, err = spy.communicate(timeout=step.duration + 30)
@@ -269,7 +378,7 @@ def _run_step(
                 "error": (err or b"").decode(errors="replace").strip()[-300:]
                 or f"py-spy exit {spy.returncode}"
             }
-    return StepResult(flavor, n, step, entry, result), drain.complete
+    return StepResult(engine, n, step, entry, result), drain.complete
 
 
 def new_run_id() -> str:

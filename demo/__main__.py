@@ -36,8 +36,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 from rich.console import Console
-from rich.table import Table
 
+from bench.tables import Col, num, print_table
 from demo.service import IDP_ISSUER
 from devstack import DevstackError, resolve_services
 from producer import HeartbeatEmitter, ReceiptTracker, RevocationPublisher, ensure_topics
@@ -57,8 +57,8 @@ from schemas import (
 )
 
 SERVICES = ("orders", "billing", "agents-gateway")
-# Wide enough for the tables when the output is a pipe or a CI log, not a terminal.
-console = Console(width=None if sys.stdout.isatty() else 140)
+# Tables fit the terminal; piped (a CI log, | tee) they become plain rows (bench.tables).
+console = Console()
 
 
 def free_port() -> int:
@@ -246,25 +246,26 @@ def run(burst: int) -> None:
         ]
 
         before = {label: statuses(urls, tok) for label, tok in tokens.items()}
-        table = Table(title="One revocation of each kind: publish -> applied, per service (ms)")
-        table.add_column("token")
-        table.add_column("event")
-        for name in SERVICES:
-            table.add_column(name, justify="right")
-        table.add_column("in force everywhere", justify="right")
-        table.add_column("HTTP before -> after")
+        rows = []
         for label, event in revocations:
             handle = publisher.revoke(event)
             in_force = handle.wait_in_force(services=list(SERVICES), timeout=30)
             after = statuses(urls, tokens[label])
-            table.add_row(
+            rows.append([
                 label,
                 event.type,
-                *(f"{in_force.services[s].first_ms:.1f}" for s in SERVICES),
-                f"[bold]{in_force.latency_ms:.1f}[/]",
-                f"{before[label]} -> {after}",
-            )
-        console.print(table)
+                *(num(in_force.services[s].first_ms) for s in SERVICES),
+                num(in_force.latency_ms),
+                before[label],
+                after,
+            ])
+        print_table(
+            console,
+            "One revocation of each kind: publish -> applied in each service",
+            [Col("token"), Col("event"), *(Col(s, "ms") for s in SERVICES),
+             Col("in force everywhere", "ms"), Col("HTTP before"), Col("HTTP after")],
+            rows,
+        )
 
         latencies: dict[str, list[float]] = {s: [] for s in SERVICES}
         everywhere: list[float] = []
@@ -286,21 +287,22 @@ def run(burst: int) -> None:
                 everywhere.append(in_force.latency_ms)
                 for s in SERVICES:
                     latencies[s].append(in_force.services[s].first_ms)
-        burst_table = Table(title=f"Burst: {burst} session revocations, publish -> applied (ms)")
-        for col in ("service", "p50", "p99", "max"):
-            burst_table.add_column(col, justify="right" if col != "service" else "left")
-        for s in SERVICES:
-            v = latencies[s]
-            burst_table.add_row(
-                s, f"{percentile(v, 50):.1f}", f"{percentile(v, 99):.1f}", f"{max(v):.1f}"
-            )
-        burst_table.add_row(
-            "[bold]in force everywhere[/]",
-            f"{percentile(everywhere, 50):.1f}",
-            f"{percentile(everywhere, 99):.1f}",
-            f"{max(everywhere):.1f}",
+        burst_rows = [
+            [s, num(percentile(v, 50)), num(percentile(v, 99)), num(max(v))]
+            for s, v in ((s, latencies[s]) for s in SERVICES)
+        ]
+        burst_rows.append([
+            "in force everywhere",
+            num(percentile(everywhere, 50)),
+            num(percentile(everywhere, 99)),
+            num(max(everywhere)),
+        ])
+        print_table(
+            console,
+            f"Burst: {burst} session revocations at ~100/s, publish -> applied",
+            [Col("service"), Col("p50", "ms"), Col("p99", "ms"), Col("max", "ms")],
+            burst_rows,
         )
-        console.print(burst_table)
         console.print("stopping services and the stack...")
 
 

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import exposure, report
+from bench import derive, exposure, report
 from bench.checkcost import ns_summary
 from bench.e2e import parse_e2e_output
-from bench.plan import FLAVORS, RateStep, events_due, full_plan, quick_plan
+from bench.engines import available_engines, engine, engine_command, engine_names
+from bench.plan import PEERS, RateStep, events_due, full_plan, quick_plan
 from bench.profiling import parse_collapsed
 from bench.stats import LatencyRecorder, in_force_everywhere, percentile_of_sorted
+from bench.tables import Col, num, plain_rows
 
 MS = 1_000_000
 
@@ -138,15 +140,30 @@ def test_plans_cover_the_required_sweep():
     full = full_plan()
     assert full.ns == (1, 2, 4, 8)
     assert [s.label for s in full.steps] == ["100", "1000", "5000", "max"]
-    assert full.flavors == FLAVORS
     assert full.headline == (8, 1000)
     assert full.bootstrap_sizes == (100_000, 1_000_000)
     assert set(full.poll_periods) == {1.0, 5.0, 30.0}
+    assert full.peers == PEERS
     quick = quick_plan()
     assert set(quick.ns) <= set(full.ns)
     assert quick.steps
     assert all(s.duration <= 3.0 for s in quick.steps)
     assert max(quick.bootstrap_sizes) <= 100_000
+
+
+@pytest.mark.parametrize("make", [quick_plan, full_plan])
+def test_every_plan_measures_the_target_configuration_on_every_engine_and_peer(make):
+    plan = make(("kafka-python", "faust"))
+    measured = {(n, step.label) for n, steps in plan.groups() for step in steps}
+    assert (8, "1000") in measured
+    assert plan.headline == (8, 1000)
+    assert plan.engines == ("kafka-python", "faust")
+    assert plan.peers == PEERS  # the peers run the same groups
+    if make is quick_plan:
+        n, steps = plan.groups()[-1]
+        assert n == 8
+        assert [s.label for s in steps] == ["1000"]  # a short step, not the whole sweep
+        assert steps[0].duration <= 2.0
 
 
 def test_rate_step_planned_events():
@@ -156,9 +173,96 @@ def test_rate_step_planned_events():
     assert RateStep(None, 2.0, 7).label == "max"
 
 
-def test_unknown_flavor_is_refused():
-    with pytest.raises(ValueError, match="unknown flavor"):
-        quick_plan().with_flavors(("kafka-python", "nope"))
+def test_unknown_engine_or_peer_is_refused():
+    with pytest.raises(ValueError, match="unknown engine"):
+        quick_plan().with_engines(("kafka-python", "nope"), tuple(engine_names()))
+    with pytest.raises(ValueError, match="unknown peer"):
+        quick_plan().with_peers(("redis-pubsub", "memcached"))
+    with pytest.raises(ValueError, match="unknown engine"):
+        engine("nope")
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def test_engines_are_read_from_the_consumers_package():
+    names = engine_names()
+    assert names[0] == "kafka-python"  # the reference engine first
+    assert {"kafka-python", "faust"} <= set(names)
+    engines_dir = Path(__file__).resolve().parent.parent / "consumers" / "engines"
+    if (engines_dir / "confluent.py").is_file():
+        assert "confluent" in names
+    by_name = {e.name: e for e in available_engines()}
+    assert by_name["kafka-python"].available
+    assert by_name["kafka-python"].bare_client == "kafka-python"
+    assert by_name["faust"].bare_client == "aiokafka"
+    for e in by_name.values():
+        assert e.available or e.reason  # never unavailable without saying why
+
+
+@pytest.mark.parametrize("name", ["kafka-python", "faust"])
+def test_a_service_is_started_through_the_consumers_entry_point(name, tmp_path):
+    cmd, env = engine_command(
+        engine(name), service="svc1", instance="svc1-x", bootstrap="127.0.0.1:1",
+        prefix="t-1", jwks_path=tmp_path / "jwks.json",
+        environ={"REDIS_URL": "redis://x", "PATH": "/bin"},
+    )
+    assert cmd[1] == "-m"
+    assert cmd[2].startswith("consumers")
+    assert "--service" in cmd
+    assert "REDIS_URL" not in env  # services never share state through the harness's Redis
+    joined = " ".join(cmd) + " " + " ".join(f"{k}={v}" for k, v in env.items())
+    assert "127.0.0.1:1" in joined
+    assert str(tmp_path / "jwks.json") in joined
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_numbers_are_fixed_point_with_one_unit_per_column():
+    assert num(4.053e-05) == "0.0000405"
+    assert num(31707.0) == "31,707"
+    assert num(3.214) == "3.21"
+    assert num(12.5) == "12.5"
+    assert num(0.353) == "0.353"
+    assert num(1528) == "1,528"
+    assert num(None) == "-"
+    assert num(2.0, 0) == "2"
+    for value in (1e-7, 0.5, 7.0, 99.99, 1e9):
+        assert "e" not in num(value)
+
+
+def test_plain_rows_are_never_truncated_and_align_numbers_right():
+    cols = [Col("engine"), Col("p99", "ms"), Col("N", numeric=True)]
+    rows = [["kafka-python-with-a-very-long-name", num(108.123), "8"],
+            ["faust", num(2.5), "16"]]
+    lines = plain_rows(cols, rows)
+    assert lines[0].split() == ["engine", "p99", "(ms)", "N"]
+    assert "kafka-python-with-a-very-long-name" in lines[1]
+    assert "108" in lines[1]
+    assert "…" not in "".join(lines)
+    assert len({len(line) for line in lines[1:]}) == 1  # right-aligned last column
+    assert lines[2].endswith("16")
+
+
+def test_tables_print_plain_rows_when_piped():
+    import io
+
+    from rich.console import Console
+
+    from bench.tables import print_table
+
+    out = io.StringIO()
+    console = Console(file=out, width=40)  # not a terminal
+    print_table(console, "t", [Col("service"), Col("p50", "ms")],
+                [["agents-gateway-with-a-long-name", num(31.7)]])
+    text = out.getvalue()
+    assert "agents-gateway-with-a-long-name" in text
+    assert "31.7" in text
+    assert "┃" not in text
+    assert "│" not in text
+    with pytest.raises(ValueError, match="cells"):
+        print_table(console, "t", [Col("a")], [["1", "2"]])
 
 
 # --------------------------------------------------------------------------- exposure
@@ -253,9 +357,10 @@ def test_parse_py_spy_threads_separates_blocked_from_busy_time():
 # --------------------------------------------------------------------------- results
 
 
-def _entry(flavor: str, n: int, rate: str, p99: float) -> dict:
+def _entry(engine: str, n: int, rate: str, p99: float) -> dict:
     return {
-        "flavor": flavor,
+        "engine": engine,
+        "kind": "revocast",
         "n": n,
         "rate": rate,
         "p50_ms": p99 / 4,
@@ -275,12 +380,29 @@ def _entry(flavor: str, n: int, rate: str, p99: float) -> dict:
 
 def _results() -> dict:
     inforce = {
-        "kafka-python|N=8|R=1000": _entry("kafka-python", 8, "1000", 8.0),
+        "kafka-python|N=8|R=1000": _entry("kafka-python", 8, "1000", 5.0),
         "faust|N=8|R=1000": _entry("faust", 8, "1000", 25.0),
         "kafka-python|N=1|R=100": _entry("kafka-python", 1, "100", 3.0),
+        "kafka-python|N=1|R=1000": _entry("kafka-python", 1, "1000", 4.0),
+    }
+    inforce["kafka-python|N=1|R=1000"]["service_cpu_us_per_event"] = 300.0
+    inforce["kafka-python|N=1|R=1000"]["bare_client"] = {"client": "kafka-python",
+                                                         "cpu_us_per_record": 250.0}
+    peers = {
+        "redis-pubsub|N=8|R=1000": {**_entry("redis-pubsub", 8, "1000", 2.0), "kind": "peer"},
+        "redis-streams|N=8|R=1000": {**_entry("redis-streams", 8, "1000", 4.0),
+                                     "kind": "peer"},
     }
     check_ns = {"inprocess_p50": 900.0, "redis_p50": 70_000.0, "ratio": 77.8}
     avr = {"apply_rate": 2000.0, "raw_rate": 6000.0, "ratio": 0.3333}
+    boot = {"sizes": [{"size": 10, "apply": {"rate_per_s": 2000.0, "elapsed_s": 0.005,
+                                             "complete": True},
+                       "raw": {"rate_per_s": 6000.0},
+                       "raw_by_client": {"kafka-python": {"rate_per_s": 6000.0},
+                                         "aiokafka": {"rate_per_s": 9000.0}}}]}
+    cpu = derive.service_cpu_per_event(inforce)
+    peers_vs = derive.peer_comparison(inforce, peers)
+    ready = derive.bootstrap_ready(boot)
     doc = {
         "schema": report.SCHEMA,
         "mode": "full",
@@ -291,13 +413,20 @@ def _results() -> dict:
         "check_ns": check_ns,
         "raw_kafka_e2e_ms": {"p50": 1.0, "p99": 3.0},
         "apply_vs_raw": avr,
-        "bootstrap": {"sizes": [{"size": 10, "apply": {"rate_per_s": 2000.0},
-                                 "raw": {"rate_per_s": 6000.0},
-                                 "raw_no_crc": {"rate_per_s": 20000.0}}]},
+        "service_cpu_us_per_event": cpu,
+        "apply_rate_per_s": derive.apply_rates(boot),
+        "raw_consume_rate_per_s": derive.raw_consume_rates(boot),
+        "bootstrap_ready_s": ready,
+        "bootstrap": boot,
+        "peers": {"entries": peers, "revocast_p99_over_peer_p99": peers_vs},
         "exposure": {"models": [{"label": "x", "kind": "computed", "p50_s": 1.0,
-                                 "p99_s": 2.0, "max_s": 3.0}]},
+                                 "p99_s": 2.0, "max_s": 3.0, "request_cost_ns": 0.0},
+                                {"label": "y", "kind": "measured", "p50_s": 0.001,
+                                 "p99_s": 0.002, "max_s": 0.003, "request_cost_ns": 900.0}]},
     }
-    doc["targets"] = report.evaluate_targets(inforce, check_ns, avr, (8, 1000))
+    doc["targets"] = report.evaluate_targets(
+        inforce, check_ns, avr, (8, 1000), e2e=doc["raw_kafka_e2e_ms"], cpu=cpu,
+        peers_vs=peers_vs, ready=ready)
     doc["findings"] = report.findings(doc, (8, 1000))
     return doc
 
@@ -319,31 +448,62 @@ def test_validation_names_what_is_missing_or_inconsistent():
     assert any("p50 <= p99 <= max" in p for p in problems)
 
 
-def test_targets_are_evaluated_per_flavor_and_never_raise():
+def test_targets_are_evaluated_per_engine_and_never_raise():
     targets = _results()["targets"]
-    by_flavor = targets["in_force_p99_ms"]["by_flavor"]
-    assert by_flavor["kafka-python"]["met"] is True
-    assert by_flavor["faust"]["met"] is False
+    by_engine = targets["in_force_p99_ms"]["by_engine"]
+    assert targets["in_force_p99_ms"]["limit"] == 6.0  # 2 x Kafka's own p99 in the run
+    assert by_engine["kafka-python"]["met"] is True  # 5 ms
+    assert by_engine["faust"]["met"] is False  # 25 ms
     assert targets["in_force_p99_ms"]["matches_target_config"] is True
     assert targets["check_ratio"]["met"] is True
     assert targets["apply_vs_raw"]["met"] is False
+    cpu = targets["service_cpu"]["by_engine"]["kafka-python"]
+    assert (cpu["service_us"], cpu["bare_client_us"], cpu["met"]) == (300.0, 250.0, True)
+    vs = targets["vs_pubsub"]["by_engine"]
+    assert vs["kafka-python"] == {"config": "N=8 R=1000", "ratio": 2.5, "met": False}
+    assert vs["faust"]["ratio"] == 12.5
+    assert targets["bootstrap_cold_s"]["measured"] is None  # no 1M replay in this document
+    assert targets["bootstrap_cold_s"]["met"] is False
+
+
+def test_the_target_falls_back_to_10_ms_without_a_kafka_floor():
+    doc = _results()
+    targets = report.evaluate_targets(doc["in_force_everywhere"], doc["check_ns"],
+                                      doc["apply_vs_raw"], (8, 1000))
+    assert targets["in_force_p99_ms"]["limit"] == 10.0
+
+
+def test_derived_blocks_pair_each_service_cost_with_its_bare_client():
+    doc = _results()
+    cpu = doc["service_cpu_us_per_event"]["kafka-python"]
+    assert cpu["bare_client"] == "kafka-python"
+    assert cpu["configs"]["N=1 R=1000"]["service_over_bare"] == 1.2
+    assert "bare_client_us" not in cpu["configs"]["N=8 R=1000"]  # no bare client beside N=8
+    assert doc["raw_consume_rate_per_s"]["aiokafka"] == 9000.0
+    assert doc["bootstrap_ready_s"]["cold"] == {"10": 0.005}
+    assert "error" in doc["bootstrap_ready_s"]["snapshot"] or doc["bootstrap_ready_s"][
+        "snapshot"]
+    pairs = doc["peers"]["revocast_p99_over_peer_p99"]["N=8 R=1000"]
+    assert pairs["kafka-python / redis-pubsub"]["ratio"] == 2.5
+    assert pairs["kafka-python / redis-streams"]["ratio"] == 1.25
+    assert "N=1 R=100" not in doc["peers"]["revocast_p99_over_peer_p99"]  # peers not run
 
 
 def test_findings_explain_a_missed_target_with_measured_figures():
     findings = _results()["findings"]
     faust = next(f for f in findings if f.startswith("faust:"))
-    assert "misses the 10 ms target" in faust
+    assert "misses the target of 6.0 ms" in faust
     assert "cores" in faust
-    assert any("CRC32C" in f for f in findings)
 
 
 def test_markdown_has_every_section(tmp_path: Path):
     text = report.render_markdown(_results())
     for heading in ("## Targets", "## In force everywhere", "## Per-check cost",
                     "## Kafka's own end-to-end latency", "## Exposure window",
-                    "## Bootstrap", "## Findings"):
+                    "## Bootstrap", "## Findings", "## Peers", "## Service CPU per event"):
         assert heading in text
     assert "| kafka-python | 8 | 1000 |" in text
+    assert "| redis-pubsub | 8 | 1000 |" in text
 
 
 def test_plots_are_written(tmp_path: Path):
@@ -352,7 +512,7 @@ def test_plots_are_written(tmp_path: Path):
     doc = _results()
     made = plots.plot_all(
         tmp_path,
-        entries=list(doc["in_force_everywhere"].values()),
+        entries=[*doc["in_force_everywhere"].values(), *doc["peers"]["entries"].values()],
         headline_raw={"kafka-python": {"everywhere": [MS, 2 * MS, 9 * MS],
                                        "per_service": {"svc1": [MS, 2 * MS], "svc2": [9 * MS]}}},
         headline=(8, 1000),
@@ -369,7 +529,8 @@ def test_plots_are_written(tmp_path: Path):
 
 @pytest.mark.integration
 def test_tiny_benchmark_run_against_the_real_broker(services, tmp_path, monkeypatch):
-    """One kafka-python service, 100 events: every event gets its receipt, results validate."""
+    """One kafka-python service and one pub/sub peer, 100 events: every event gets its
+    receipt, every peer applies every event, the bare client counts, results validate."""
     from dataclasses import replace
 
     from bench.runner import run_benchmark
@@ -378,7 +539,7 @@ def test_tiny_benchmark_run_against_the_real_broker(services, tmp_path, monkeypa
         monkeypatch.setenv(name, value)
     plan = replace(
         quick_plan(),
-        flavors=("kafka-python",),
+        engines=("kafka-python",),
         ns=(1,),
         steps=(RateStep(100, 1.0, 100),),
         headline=(1, 100),
@@ -386,7 +547,8 @@ def test_tiny_benchmark_run_against_the_real_broker(services, tmp_path, monkeypa
         redis_iterations=100,
         check_state_size=1_000,
         jwt_tokens=2_000,
-        time_budget=None,
+        headline_step=None,
+        peers=("redis-pubsub",),
     )
     code = run_benchmark(plan, tmp_path, skip=frozenset({"e2e", "bootstrap", "poll"}))
     doc = json.loads((tmp_path / "results.json").read_text())
@@ -394,6 +556,15 @@ def test_tiny_benchmark_run_against_the_real_broker(services, tmp_path, monkeypa
     assert entry["events"] == 100
     assert entry["incomplete_events"] == 0, entry
     assert entry["per_service"]["svc1"]["count"] == 100
+    assert entry["service_cpu_us_per_event"] > 0
+    bare = entry["bare_client"]
+    assert bare["client"] == "kafka-python"
+    assert 0 < bare["records"] <= 100  # the step's records, never the probes or the warm-up
+    peer = doc["peers"]["entries"]["redis-pubsub|N=1|R=100"]
+    assert (peer["events"], peer["incomplete_events"]) == (100, 0), peer
+    assert doc["peers"]["revocast_p99_over_peer_p99"]["N=1 R=100"]
+    cpu = doc["service_cpu_us_per_event"]["kafka-python"]["configs"]["N=1 R=100"]
+    assert cpu["bare_client_us"] is not None
     assert doc["check_ns"]["inprocess_p50"] > 0
     # The only problems allowed are the parts skipped on purpose.
     assert [p for p in report.validate_results(doc) if "raw_kafka_e2e_ms" not in p] == []
@@ -412,6 +583,134 @@ def test_kafka_end_to_end_latency_tool_runs_against_the_broker(services, tmp_pat
     )
     assert result["records"] == 200
     assert 0 <= result["p50"] <= result["p99"] <= result["p999"]
+
+
+def _make_topic(bootstrap: str, partitions: int, records: int) -> str:
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = f"t-bare-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        admin.close()
+    if records:
+        producer = KafkaProducer(bootstrap_servers=bootstrap)
+        for i in range(records):
+            producer.send(topic, key=str(i).encode(), value=b"x" * 100)
+        producer.flush(30)
+        producer.close()
+    return topic
+
+
+def _installed_bare_clients() -> list[str]:
+    return sorted({e.bare_client for e in available_engines() if e.available})
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", _installed_bare_clients())
+def test_bare_client_replays_every_record_of_every_partition(services, client):
+    import subprocess
+    import sys
+
+    topic = _make_topic(services.kafka_bootstrap, 3, 60)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bareclient", "--client", client, "--replay",
+         "--bootstrap", services.kafka_bootstrap, "--topic", topic, "--timeout", "60"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (result["records"], result["expected"], result["complete"]) == (60, 60, True)
+    assert result["payload_bytes"] == 6000
+    assert result["cpu_s"] > 0
+
+
+@pytest.mark.integration
+def test_bare_client_live_counts_new_records_and_reports_its_cpu(services, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from kafka import KafkaProducer
+
+    topic = _make_topic(services.kafka_bootstrap, 3, 5)  # old records: not counted
+    status = tmp_path / "status.json"
+    log = tmp_path / "bare.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.bareclient", "--client", "kafka-python",
+             "--bootstrap", services.kafka_bootstrap, "--topic", topic, "--live", str(status)],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not status.is_file():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "bare client never wrote its status"
+            time.sleep(0.1)
+        producer = KafkaProducer(bootstrap_servers=services.kafka_bootstrap)
+        for i in range(40):
+            producer.send(topic, key=str(i).encode(), value=b"y" * 10)
+        producer.flush(30)
+        producer.close()
+        seen = {}
+        while time.monotonic() < deadline:
+            seen = json.loads(status.read_text())
+            if seen["records"] >= 40:
+                break
+            time.sleep(0.1)
+        assert seen["records"] == 40
+        assert seen["cpu_s"] > 0
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert proc.returncode == 0
+
+
+class _SilentUI:
+    class _Task:
+        def update(self, completed: float) -> None: ...
+        def reset(self, description: str, total: float | None) -> None: ...
+        def done(self) -> None: ...
+
+    def task(self, description: str, total: float | None) -> _Task:
+        return self._Task()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("peer", PEERS)
+def test_redis_peers_apply_every_event_in_every_service(services, tmp_path, peer):
+    from dataclasses import replace
+
+    from bench.peers import run_peer_sweep
+    from bench.processes import Children
+    from bench.sweep import SweepContext
+    from schemas import SigningKey
+
+    plan = replace(quick_plan(), ns=(3,), steps=(RateStep(200, 0.5, 100),),
+                   headline=(3, 200), headline_step=None, drain_timeout=60.0,
+                   warmup=RateStep(100, 0.2, 20))
+    results = []
+    (tmp_path / "logs").mkdir()
+    with Children() as children:
+        ctx = SweepContext(
+            bootstrap=services.kafka_bootstrap, plan=plan, run_id=uuid.uuid4().hex[:6],
+            signer=SigningKey.generate("t"), jwks_path=tmp_path / "unused.json",
+            out_dir=tmp_path, children=children, broker_pid=None, ui=_SilentUI(),
+            redis_url=services.redis_url,
+        )
+        run_peer_sweep(ctx, peer, results.append)
+    assert len(results) == 1  # the warm-up is not recorded
+    entry = results[0].entry
+    assert (entry["engine"], entry["n"], entry["kind"]) == (peer, 3, "peer")
+    assert entry["events"] == 100
+    assert entry["incomplete_events"] == 0, entry
+    assert entry["drain"] == "complete"
+    assert {s: v["count"] for s, v in entry["per_service"].items()} == {
+        "svc1": 100, "svc2": 100, "svc3": 100}
+    assert entry["p50_ms"] <= entry["p99_ms"] <= entry["max_ms"]
 
 
 @pytest.mark.integration

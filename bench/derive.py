@@ -1,0 +1,119 @@
+"""The summary blocks of results.json, derived from the measured entries (pure functions).
+
+* ``service_cpu_us_per_event``: per engine and config, the services' CPU per
+  event per service (CPU seconds over the step's publish + drain window / (N x
+  events)), with the engine's bare client's CPU per record measured in the same
+  step on the same records, and their ratio;
+* ``apply_rate_per_s``: replay apply rate of single-event records (and of batch
+  records, once the publisher writes them);
+* ``raw_consume_rate_per_s``: each engine's bare client replaying the same topic;
+* ``bootstrap_ready_s``: a new instance's time to ready, cold (full replay) and from
+  a snapshot (once snapshots bootstrap a consumer);
+* ``peers``: the Redis peers' entries, and revocast's p99 over each peer's p99 at
+  the same N and rate.
+
+Nothing here reads a clock or a process: the same inputs give the same blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "apply_rates",
+    "bootstrap_ready",
+    "peer_comparison",
+    "raw_consume_rates",
+    "service_cpu_per_event",
+]
+
+
+def _ratio(a: float | None, b: float | None, digits: int = 2) -> float | None:
+    return round(a / b, digits) if a is not None and b else None
+
+
+def service_cpu_per_event(inforce: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``{engine: {"configs": {"N=1 R=1000": {...}}, "bare_client": name}}``."""
+    out: dict[str, Any] = {}
+    for entry in inforce.values():
+        block = out.setdefault(entry["engine"], {"configs": {}})
+        item: dict[str, Any] = {"service_us": entry.get("service_cpu_us_per_event"),
+                                "n": entry["n"], "rate": entry["rate"]}
+        bare = entry.get("bare_client")
+        if bare:
+            block["bare_client"] = bare["client"]
+            item["bare_client_us"] = bare.get("cpu_us_per_record")
+            item["service_over_bare"] = _ratio(item["service_us"], item["bare_client_us"])
+        block["configs"][f"N={entry['n']} R={entry['rate']}"] = item
+    for block in out.values():
+        block["definition"] = (
+            "service_us: CPU seconds of the N services over the step (publish + drain) / "
+            "(N x events), idle polling included; bare_client_us: getrusage of the engine's "
+            "bare client (assign every partition, count records) over the same step and records"
+        )
+    return out
+
+
+def apply_rates(bootstrap: Mapping[str, Any]) -> dict[str, Any]:
+    single: dict[str, Any] = {}
+    for size in bootstrap.get("sizes") or []:
+        ap = size.get("apply") or {}
+        if ap.get("rate_per_s") is not None:
+            single[str(size["size"])] = {"kafka-python": ap["rate_per_s"],
+                                         "complete": ap.get("complete")}
+    batch = bootstrap.get("batch_records")
+    return {
+        "single_records": single or {"error": "not measured"},
+        "batch_records": batch if batch else {
+            "error": "not measured: the publisher writes one event per record in this tree"},
+        "definition": "records applied per second by a RevocationConsumer replaying the "
+        "retained topic from the start (verify + decode + apply), keyed by retained size",
+    }
+
+
+def raw_consume_rates(bootstrap: Mapping[str, Any]) -> dict[str, Any]:
+    for size in bootstrap.get("sizes") or []:
+        by_client = size.get("raw_by_client")
+        if by_client:
+            return {
+                "size": size["size"],
+                **{c: r.get("rate_per_s") for c, r in by_client.items()},
+                "definition": "records/s of each engine's bare client replaying the same "
+                "topic (assign every partition, count records, nothing else)",
+            }
+    return {"error": "not measured"}
+
+
+def bootstrap_ready(bootstrap: Mapping[str, Any]) -> dict[str, Any]:
+    cold: dict[str, Any] = {}
+    for size in bootstrap.get("sizes") or []:
+        ap = size.get("apply") or {}
+        if ap:
+            cold[str(size["size"])] = ap.get("elapsed_s") if ap.get("complete") else None
+    snap = bootstrap.get("snapshot")
+    return {
+        "cold": cold or {"error": "not measured"},
+        "snapshot": snap if snap else {
+            "error": "not measured: consumers in this tree bootstrap from the topic only"},
+        "definition": "seconds from start() until ready (every retained record applied)",
+    }
+
+
+def peer_comparison(
+    inforce: Mapping[str, Mapping[str, Any]], peers: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """revocast p99 / peer p99 for every (engine, peer) measured at the same N and rate."""
+    out: dict[str, Any] = {}
+    for peer in peers.values():
+        for entry in inforce.values():
+            if (entry["n"], entry["rate"]) != (peer["n"], peer["rate"]):
+                continue
+            key = f"N={peer['n']} R={peer['rate']}"
+            out.setdefault(key, {})[f"{entry['engine']} / {peer['engine']}"] = {
+                "revocast_p99_ms": entry.get("p99_ms"),
+                "peer_p99_ms": peer.get("p99_ms"),
+                "ratio": _ratio(entry.get("p99_ms"), peer.get("p99_ms")),
+                "peer_incomplete_events": peer.get("incomplete_events"),
+            }
+    return out
