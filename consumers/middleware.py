@@ -17,6 +17,9 @@ in ``scope["state"]`` (so ``request.state.revocast`` and
 ``/healthz``) pass without a token. A WebSocket handshake that fails is closed
 with code 1008 (policy violation) before it is accepted.
 
+Verification never blocks the event loop: a JWKS fetch for an unknown ``kid``
+runs in a worker thread and is awaited (see :class:`~consumers.verifier.RemoteKeys`).
+
 Privileged requests are chosen by path prefixes or by a predicate on the ASGI
 scope (routing has not happened yet at this point, so it sees method and path).
 """
@@ -29,7 +32,7 @@ from collections.abc import Callable, Sequence
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from consumers.exceptions import TokenRejected
-from consumers.verifier import Verifier, verify_request
+from consumers.verifier import Verifier, averify_request
 
 __all__ = ["RevocationMiddleware"]
 
@@ -78,7 +81,9 @@ class RevocationMiddleware:
                 authorization = value.decode("latin-1")
                 break
         try:
-            verified = verify_request(self.verifier, authorization, self.is_privileged(scope))
+            verified = await averify_request(
+                self.verifier, authorization, self.is_privileged(scope)
+            )
         except TokenRejected as exc:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": exc.reason})

@@ -124,6 +124,13 @@ class ConsumerSettings(BaseSettings):
     metrics_host: str = Field(
         default="127.0.0.1", description="Address the metrics server binds to."
     )
+    tenant_claim: str = Field(
+        default="tid",
+        min_length=1,
+        max_length=64,
+        description="Claim holding a token's tenant ('tid', 'tenant', ...): a revocation "
+        "about one tenant meets only that tenant's tokens; a token without it meets all.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="'json' for one JSON object per log line."
     )

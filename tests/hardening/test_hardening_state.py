@@ -225,3 +225,31 @@ def test_tenant_facts_join_in_any_order(facts: list[tuple[str, str | None, int]]
         _apply(rest, ev)
     merged.merge(rest)
     assert merged == one
+
+
+def test_the_verifier_reads_the_configured_tenant_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import jwt as pyjwt
+
+    from consumers import ConsumerSettings, RevokedTokenError, Verifier
+    from consumers.testing import AlwaysFresh
+
+    monkeypatch.setenv("REVOCAST_TENANT_CLAIM", "tenant")
+    claim = ConsumerSettings(service="orders").tenant_claim
+    assert claim == "tenant"
+    state = RevocationState()
+    _apply(state, _offboard("alice", "acme"))
+    secret = "s" * 32
+    verifier = Verifier(
+        secret, algorithms=["HS256"], state=state, freshness=AlwaysFresh(), tenant_claim=claim
+    )
+
+    def token(tenant: str) -> str:
+        now = int(time.time())
+        claims = {"sub": "alice", "iat": now - 60, "exp": now + 300, "tenant": tenant}
+        return pyjwt.encode(claims, secret, algorithm="HS256")
+
+    assert verifier.verify(token("globex")).subject == "alice"
+    with pytest.raises(RevokedTokenError, match="acme"):
+        verifier.verify(token("acme"))
