@@ -95,6 +95,9 @@ class TransmitterPeer:
 
     # -- the transmitter's endpoints
 
+    def _poll_url(self, sid: str) -> str:
+        return f"{self.issuer}/ssf/poll/{sid}"
+
     def _authorized(self, request: Request) -> bool:
         return request.headers.get("authorization") == f"Bearer {self.token}"
 
@@ -137,7 +140,7 @@ class TransmitterPeer:
             sid = uuid.uuid4().hex
             delivery = body.get("delivery") or {"method": "urn:ietf:rfc:8936"}
             if delivery["method"] == "urn:ietf:rfc:8936":
-                delivery = {**delivery, "endpoint_url": f"{self.issuer}/ssf/poll/{sid}"}
+                delivery = {**delivery, "endpoint_url": self._poll_url(sid)}
             requested = body.get("events_requested", [])
             self.streams[sid] = {
                 "stream_id": sid,
@@ -162,6 +165,8 @@ class TransmitterPeer:
         for name in receiver_supplied:
             if name in body:
                 current[name] = body[name]
+        if current.get("delivery", {}).get("method") == "urn:ietf:rfc:8936":
+            current["delivery"] = {**current["delivery"], "endpoint_url": self._poll_url(sid)}
         current["events_delivered"] = [
             e for e in current.get("events_requested", []) if e in SUPPORTED
         ]
