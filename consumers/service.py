@@ -18,14 +18,14 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from types import FrameType
 from typing import Any
 
-from prometheus_client import start_http_server
 from pydantic import ValidationError
 
+from consumers.admin import serve_admin
 from consumers.consumer import RevocationConsumer
 from consumers.metrics import JsonFormatter, log_extra
 from consumers.settings import ConsumerSettings
@@ -90,8 +90,18 @@ def build_consumer(settings: ConsumerSettings, stack: ExitStack) -> RevocationCo
     )
 
 
-def run_service(settings: ConsumerSettings, *, stop: threading.Event | None = None) -> int:
-    """Run until SIGINT/SIGTERM (or ``stop`` is set); returns the exit code."""
+def run_service(
+    settings: ConsumerSettings,
+    *,
+    stop: threading.Event | None = None,
+    on_start: Callable[[RevocationConsumer], None] | None = None,
+) -> int:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set); returns the exit code.
+
+    ``on_start`` is called with the started consumer (``revocast consume`` watches its
+    lifecycle through it). The metrics port, when set, also serves the read-only
+    ``/revocast/inspect`` and ``/revocast/freshness`` endpoints (:mod:`consumers.admin`).
+    """
     _configure_logging(settings)
     stop = stop if stop is not None else threading.Event()
     who = log_extra(service=settings.service, instance=settings.instance)
@@ -106,11 +116,13 @@ def run_service(settings: ConsumerSettings, *, stop: threading.Event | None = No
             log.error("cannot start: %s", exc, extra=who)
             return EXIT_UNAVAILABLE
         stack.callback(consumer.stop)
+        if on_start is not None:
+            on_start(consumer)
         if settings.metrics_port is not None:
-            server, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+            server, _thread = serve_admin(consumer, settings.metrics_host, settings.metrics_port)
             stack.callback(server.shutdown)
             log.info(
-                "metrics on http://%s:%d/metrics",
+                "metrics on http://%s:%d/metrics, decisions on /revocast/inspect",
                 settings.metrics_host,
                 server.server_port,
                 extra=who,

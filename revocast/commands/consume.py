@@ -1,8 +1,18 @@
-"""``revocast consume --service NAME``: run a revocast consumer for a service."""
+"""``revocast consume --service NAME``: run a revocast consumer for a service.
+
+The lifecycle is logged in one line per change (:mod:`revocast.lifecycle`): connecting and
+waiting for the topic, assigned, replaying with progress (a progress bar on a terminal),
+ready, lagging, stale, dead-lettered. With ``--metrics-port`` (or
+``REVOCAST_METRICS_PORT``) the process also answers ``/metrics`` and the read-only
+``/revocast/inspect`` there (``revocast inspect`` asks it). Exit codes are the service's:
+0 clean stop, 1 failed while running, 2 configuration error, 3 Kafka or Redis unavailable.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from typing import Any
 
 from revocast.commands import Subparsers
@@ -10,13 +20,24 @@ from schemas import ConfigError
 
 __all__ = ["register"]
 
+log = logging.getLogger("revocast.consume")
+
 
 def register(subparsers: Subparsers) -> None:
     consume = subparsers.add_parser("consume", help="run a revocast consumer for a service")
     consume.add_argument("--service", required=True, metavar="NAME")
-    consume.add_argument("--instance", metavar="ID", help="instance name (default: host:pid)")
-    consume.add_argument("--jwks", metavar="FILE_OR_URL", help="trusted keys (JWKS)")
-    consume.set_defaults(handler=run)
+    consume.add_argument("--instance", metavar="ID", help="instance name (default: host-pid)")
+    consume.add_argument(
+        "--jwks", metavar="FILE_OR_URL", help="trusted event-signing keys (default: $REVOCAST_JWKS)"
+    )
+    consume.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics and /revocast/inspect here (0: any free port; "
+        "default: $REVOCAST_METRICS_PORT, unset: off)",
+    )
+    consume.set_defaults(handler=run, log_level="INFO")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,23 +45,48 @@ def run(args: argparse.Namespace) -> int:
     # commands never load the consumer side.
     from pydantic import ValidationError
 
+    from consumers.consumer import RevocationConsumer
     from consumers.service import run_service
     from consumers.settings import ConsumerSettings
+    from revocast.lifecycle import LifecycleWatcher
 
     overrides: dict[str, Any] = {"service": args.service}
     if args.instance:
         overrides["instance"] = args.instance
     if args.jwks:
         overrides["jwks"] = args.jwks
+    if args.metrics_port is not None:
+        overrides["metrics_port"] = args.metrics_port
     if args.bootstrap_servers:
         overrides["kafka_bootstrap_servers"] = args.bootstrap_servers
     if args.topic_prefix is not None:
         overrides["topic_prefix"] = args.topic_prefix
     try:
-        consumer_settings = ConsumerSettings(**overrides)
+        settings = ConsumerSettings(**overrides)
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ConsumerSettings.env_name(str(err["loc"][0])) if err["loc"] else "settings"
-        raise ConfigError(f"{name}: {err['msg']}") from None
-    # run_service logs its own failures and returns the consumer's documented exit code.
-    return run_service(consumer_settings)
+        raise ConfigError(f"{name}: {err['msg'].removeprefix('Value error, ')}") from None
+    if settings.require_signature and not settings.jwks:
+        raise ConfigError(
+            "no trusted keys: pass --jwks public.jwks.json or set REVOCAST_JWKS (a JWKS file "
+            "or URL, the public half of `revocast keys generate`)"
+        )
+    log.info(
+        "%s/%s: connecting to %s, waiting for topic %s",
+        settings.service,
+        settings.instance,
+        settings.kafka_bootstrap_servers,
+        settings.topic_names().events,
+    )
+    watchers: list[LifecycleWatcher] = []
+
+    def on_start(consumer: RevocationConsumer) -> None:
+        watchers.append(LifecycleWatcher(consumer, terminal=sys.stderr.isatty()).start())
+
+    try:
+        # run_service logs its own failures and returns the consumer's documented exit code.
+        return run_service(settings, on_start=on_start)
+    finally:
+        for watcher in watchers:
+            watcher.stop()

@@ -24,7 +24,7 @@ def register(subparsers: Subparsers) -> None:
     hb = subparsers.add_parser("heartbeat", help="write heartbeats into every events partition")
     hb.add_argument("--interval", type=seconds_arg, metavar="S", help="default 1")
     hb.add_argument("--duration", type=seconds_arg, metavar="S", help="stop after S seconds")
-    hb.set_defaults(handler=run)
+    hb.set_defaults(handler=run, log_level="INFO")
 
 
 def run(args: argparse.Namespace) -> int:

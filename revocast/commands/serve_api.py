@@ -28,7 +28,7 @@ def register(subparsers: Subparsers) -> None:
     api = subparsers.add_parser("serve-api", help="run the HTTP API")
     api.add_argument("--host", help="default: $REVOCAST_API_HOST")
     api.add_argument("--port", type=int, help="default: $REVOCAST_API_PORT")
-    api.set_defaults(handler=run)
+    api.set_defaults(handler=run, log_level="INFO")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,100 @@
+"""Fixtures for the ``revocast`` command line: run it as a user would, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Cli:
+    """``revocast`` in a subprocess with a clean ``REVOCAST_*`` environment and a work dir."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+
+    def run(
+        self, *args: str, timeout: float = 60.0, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "revocast", *args],
+            env={**self.env, **env},
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "revocast", *args],
+            env={**self.env, **env},
+            cwd=self.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a failed command (fails the test if there are more)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
+    assert lines[0].startswith("revocast: error: "), lines[0]
+    return lines[0]
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
+    """Stop a started command with SIGTERM and return everything it printed."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("REVOCAST_") and k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    return Cli(tmp_path, env)
+
+
+@pytest.fixture
+def broker_cli(cli: Cli, kafka_bootstrap: str) -> Cli:
+    """A CLI pointed at the test broker with a topic prefix of its own (topics not created)."""
+    cli.env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
+    cli.env["REVOCAST_TOPIC_PREFIX"] = f"cli-{uuid.uuid4().hex[:10]}"
+    return cli
+
+
+@pytest.fixture
+def keys(cli: Cli) -> tuple[Path, Path]:
+    """``revocast keys generate`` in the work dir: (private key, public JWKS)."""
+    result = cli.run(
+        "keys",
+        "generate",
+        "--kid",
+        "k-1",
+        "--out",
+        "private.jwk.json",
+        "--jwks",
+        "public.jwks.json",
+    )
+    assert result.returncode == 0, result.stderr
+    return cli.workdir / "private.jwk.json", cli.workdir / "public.jwks.json"
