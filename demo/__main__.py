@@ -9,8 +9,9 @@
    middleware, plus a heartbeat;
 4. show that every token works everywhere, publish one revocation of each kind,
    wait until each is in force in every service (from the services' receipts),
-   and show every service now refusing the token; then a burst of session
-   revocations for percentiles;
+   and show every service now refusing the token; then the same from an identity
+   provider: one SCIM deactivation and one CAEP session-revoked SET, timed from the
+   IdP's request; then a burst of session revocations for percentiles;
 5. print the per-service propagation latency, and stop everything.
 """
 
@@ -37,10 +38,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 from rich.console import Console
 
+from bench.ingress import IngressServer, RecordingPublisher, ScimIdp, SsfTransmitter
 from bench.tables import Col, num, print_table
 from demo.service import IDP_ISSUER
 from devstack import DevstackError, resolve_services
-from producer import HeartbeatEmitter, ReceiptTracker, RevocationPublisher, ensure_topics
+from producer import HeartbeatEmitter, ReceiptTracker, ensure_topics
 from schemas import (
     ClaimsChanged,
     CredentialKind,
@@ -158,6 +160,59 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def from_idp(
+    stack: ExitStack,
+    bootstrap: str,
+    redis_url: str,
+    topics: TopicNames,
+    publisher: RecordingPublisher,
+    tracker: ReceiptTracker,
+    idp: IdentityProvider,
+    urls: dict[str, str],
+) -> None:
+    """One SCIM deactivation and one CAEP session-revoked SET, each from the IdP's request
+    to in force in every service (200 -> 401)."""
+    with console.status("starting the SCIM and SSF endpoints (revocast serve-api)..."):
+        server = stack.enter_context(IngressServer(bootstrap, topics, publisher, redis_url))
+        scim = ScimIdp(server, publisher)
+        stack.callback(scim.close)
+        ssf = SsfTransmitter(server, publisher)
+        stack.callback(ssf.close)
+        dana_user = scim.provision("dana")
+    tokens = {
+        "dana": idp.issue("dana", sid="sess-dana-1"),
+        "erin": idp.issue("erin", sid="sess-erin-phone"),
+    }
+    before = {who: statuses(urls, token) for who, token in tokens.items()}
+    requests = [
+        ("dana", "SCIM PATCH /Users/{id} active=false", scim.deactivate(dana_user, "dana")),
+        ("erin", "SSF push: CAEP session-revoked", ssf.session_revoked("erin", "sess-erin-phone")),
+    ]
+    rows = []
+    for who, label, request in requests:
+        if len(request.published) != 1:
+            raise RuntimeError(f"{label} published {len(request.published)} events, not one")
+        published = request.published[0]
+        in_force = tracker.wait_in_force(published.event_id, list(SERVICES), timeout=30)
+        from_request_ms = (published.published_at_ns - request.sent_ns) / 1e6 + in_force.latency_ms
+        rows.append([
+            f"{label} ({who})", published.event_type, f"{request.status}",
+            num(request.answer_ms), num(from_request_ms), before[who],
+            statuses(urls, tokens[who]),
+        ])
+    print_table(
+        console,
+        "From the identity provider: request -> in force in all three services",
+        [Col("IdP request"), Col("event"), Col("answer"), Col("answered after", "ms"),
+         Col("in force everywhere after", "ms"), Col("HTTP before"), Col("HTTP after")],
+        rows,
+        caption="Both measured from the moment the IdP's request left. In force: HTTP, "
+        "validation, signing, Kafka's acknowledgement, propagation, apply. The answer waits "
+        "for Kafka's acknowledgement and then for the endpoint's own store, so the services "
+        "may have applied the revocation before the IdP hears back.",
+    )
+
+
 def run(burst: int) -> None:
     with ExitStack() as stack:
         services = stack.enter_context(resolve_services())
@@ -185,8 +240,10 @@ def run(burst: int) -> None:
         with console.status("starting three services (separate processes)..."):
             urls = stack.enter_context(service_processes(env, workdir / "idp.jwk.json", workdir))
         tracker = stack.enter_context(ReceiptTracker(services.kafka_bootstrap, topics))
+        # A RevocationPublisher that remembers what it published: the SCIM and SSF endpoints
+        # below publish through it, which ties each IdP request to its event.
         publisher = stack.enter_context(
-            RevocationPublisher(
+            RecordingPublisher(
                 services.kafka_bootstrap, topics, signer, issuer="demo", tracker=tracker
             )
         )
@@ -266,6 +323,9 @@ def run(burst: int) -> None:
              Col("in force everywhere", "ms"), Col("HTTP before"), Col("HTTP after")],
             rows,
         )
+
+        from_idp(stack, services.kafka_bootstrap, services.redis_url, topics, publisher, tracker,
+                 idp, urls)
 
         latencies: dict[str, list[float]] = {s: [] for s in SERVICES}
         everywhere: list[float] = []
