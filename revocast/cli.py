@@ -55,6 +55,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serve_api",
     "inspect",
     "dev",
+    "ssf",
 )
 
 

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from revocast.commands import Subparsers
+from revocast.options import consumer_settings
 from schemas import ConfigError
 
 __all__ = ["register"]
@@ -43,11 +44,8 @@ def register(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     # revocast is the app layer and may use both packages; import lazily so the other
     # commands never load the consumer side.
-    from pydantic import ValidationError
-
     from consumers.consumer import RevocationConsumer
     from consumers.service import run_service
-    from consumers.settings import ConsumerSettings
     from revocast.lifecycle import LifecycleWatcher
 
     overrides: dict[str, Any] = {"service": args.service}
@@ -57,16 +55,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["jwks"] = args.jwks
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port
-    if args.bootstrap_servers:
-        overrides["kafka_bootstrap_servers"] = args.bootstrap_servers
-    if args.topic_prefix is not None:
-        overrides["topic_prefix"] = args.topic_prefix
-    try:
-        settings = ConsumerSettings(**overrides)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ConsumerSettings.env_name(str(err["loc"][0])) if err["loc"] else "settings"
-        raise ConfigError(f"{name}: {err['msg'].removeprefix('Value error, ')}") from None
+    settings = consumer_settings(args, **overrides)
     if settings.require_signature and not settings.jwks:
         raise ConfigError(
             "no trusted keys: pass --jwks public.jwks.json or set REVOCAST_JWKS (a JWKS file "

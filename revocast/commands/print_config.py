@@ -14,13 +14,12 @@ import json
 import os
 from typing import Any
 
-from pydantic import AliasChoices, ValidationError
+from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from producer.settings import ProducerSettings
 from revocast.commands import Subparsers
-from revocast.options import print_json, producer_settings
-from schemas import ConfigError
+from revocast.options import consumer_settings, print_json, producer_settings
 
 __all__ = ["register"]
 
@@ -76,16 +75,7 @@ def _consumer_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
         overrides["service"] = args.service
     elif not os.environ.get("REVOCAST_SERVICE"):
         overrides["service"] = "(set by consume --service)"
-    if args.bootstrap_servers:
-        overrides["kafka_bootstrap_servers"] = args.bootstrap_servers
-    if args.topic_prefix is not None:
-        overrides["topic_prefix"] = args.topic_prefix
-    try:
-        settings = ConsumerSettings(**overrides)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ConsumerSettings.env_name(str(err["loc"][0])) if err["loc"] else "settings"
-        raise ConfigError(f"{name}: {err['msg'].removeprefix('Value error, ')}") from None
+    settings = consumer_settings(args, **overrides)
     rows = []
     for row in settings.describe():
         field = row["name"]
