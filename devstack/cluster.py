@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -156,8 +156,10 @@ class KafkaCluster:
         return self
 
     def stop(self, keep_data: bool = False) -> None:
-        for node in self.nodes:
-            node.stop(keep_data=keep_data)
+        """Stop every node at once: one by one, the last would wait for a quorum long gone."""
+        with concurrent.futures.ThreadPoolExecutor(self.size) as pool:
+            for future in [pool.submit(node.stop, keep_data) for node in self.nodes]:
+                future.result()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -194,30 +196,43 @@ class KafkaCluster:
         finally:
             client.close()
 
-    def partition_leader(self, topic: str, partition: int, timeout: float = 10.0) -> int:
+    def _ask(self, what: Callable[[Any], Any], timeout: float) -> Any:
+        """Run ``what(admin)``, retrying while a node is down (the admin client may still
+        route a request to it until the controller fences it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.admin(min(5.0, max(0.5, deadline - time.monotonic()))) as admin:
+                    return what(admin)
+            except Exception as exc:
+                if time.monotonic() >= deadline:
+                    raise DevstackError(
+                        f"the cluster did not answer within {timeout:g} s: "
+                        f"{one_line(f'{type(exc).__name__}: {exc}', 160)}"
+                    ) from None
+                time.sleep(0.2)
+
+    def partition_leader(self, topic: str, partition: int, timeout: float = 15.0) -> int:
         """The node id leading ``topic``/``partition`` now (-1 while it has none)."""
-        with self.admin(timeout) as admin:
-            described = admin.describe_topics([topic])
+        described = self._ask(lambda admin: admin.describe_topics([topic]), timeout)
         for info in described:
             for part in info.get("partitions", []):
-                if part.get("partition") == partition:
-                    return int(part.get("leader", -1))
+                if part.get("partition_index") == partition:
+                    return int(part.get("leader_id", -1))
         raise DevstackError(f"{topic}/{partition} is not known to the cluster")
 
-    def in_sync_replicas(self, topic: str, timeout: float = 10.0) -> dict[int, list[int]]:
+    def in_sync_replicas(self, topic: str, timeout: float = 15.0) -> dict[int, list[int]]:
         """``{partition: isr node ids}`` of ``topic``."""
-        with self.admin(timeout) as admin:
-            described = admin.describe_topics([topic])
+        described = self._ask(lambda admin: admin.describe_topics([topic]), timeout)
         return {
-            int(part["partition"]): sorted(int(r) for r in part.get("isr", []))
+            int(part["partition_index"]): sorted(int(r) for r in part.get("isr_nodes", []))
             for info in described
             for part in info.get("partitions", [])
         }
 
-    def quorum_leader(self, timeout: float = 10.0) -> int:
+    def quorum_leader(self, timeout: float = 15.0) -> int:
         """The node id of the active controller (the metadata quorum's leader)."""
-        with self.admin(timeout) as admin:
-            quorum = admin.describe_metadata_quorum()
+        quorum = self._ask(lambda admin: admin.describe_metadata_quorum(), timeout)
         for topic in quorum.get("topics", []):
             for part in topic.get("partitions", []):
                 return int(part["leader_id"])

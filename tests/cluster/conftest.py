@@ -1,0 +1,55 @@
+"""One 3-node KRaft cluster (devstack) for the chaos tests of this folder.
+
+The cluster is the tests' own (free loopback ports, temporary folders), never the shared
+broker: the tests kill and restart its nodes. It starts once per module.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from devstack import DevstackError, KafkaCluster
+from producer.topics import ensure_topics
+from schemas import TopicNames
+
+
+def report(request: pytest.FixtureRequest, line: str) -> None:
+    """Print ``line`` to the terminal past output capture (the figures of a run)."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\n[revocast cluster] {line}", flush=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
+    try:
+        started = KafkaCluster(3).start()
+    except DevstackError as exc:
+        pytest.fail(
+            f"cannot start the 3-node Kafka cluster: {exc}\nFix: run `make setup` (Java 17, "
+            "Maven, the Kafka jars).",
+            pytrace=False,
+        )
+    report(
+        request,
+        f"3-node KRaft cluster {started.bootstrap} started in {started.start_seconds:.1f} s",
+    )
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def cluster_topics(cluster: KafkaCluster) -> TopicNames:
+    """Fresh revocast topics on the cluster: RF 3, min.insync.replicas 2, 3 partitions."""
+    names = TopicNames.prefixed(f"c-{uuid.uuid4().hex[:8]}")
+    report_ = ensure_topics(
+        cluster.bootstrap, names, partitions=3, replication_factor=3, min_insync_replicas=2
+    )
+    assert all(t.replication_factor == 3 for t in report_.topics)
+    assert all(t.min_insync_replicas == 2 for t in report_.topics)
+    return names
