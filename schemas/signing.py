@@ -5,6 +5,19 @@ is the envelope's JSON. The header names the signing key (``kid``) and the
 algorithm, which must be ``EdDSA``: a consumer never lets the token pick a weaker
 algorithm, and never accepts ``none``.
 
+Key material from outside is handled with bounds:
+
+* :meth:`SigningKey.write_private` creates the private key file with mode 0600
+  from its first byte (``O_CREAT|O_EXCL|O_NOFOLLOW``), never writes through a
+  symbolic link, and with ``force`` replaces an old file by renaming a new one
+  over it (the old inode, perhaps readable by others or linked elsewhere, never
+  holds the key).
+* :meth:`KeySet.from_url` reads at most :data:`MAX_JWKS_BYTES`, gives up after
+  ``timeout`` seconds in all (not per read), follows at most
+  :data:`MAX_REDIRECTS` redirects and only within the same scheme (never
+  https to http, never to ``file:`` or ``ftp:``), and logs a warning for plain
+  ``http://`` to anything but a loopback address.
+
 Key rotation without downtime: publish the new public key in the JWKS next to the
 old one, switch the producer to the new private key, and drop the old public key
 once every event it signed has expired from the topic. During the overlap both
@@ -18,13 +31,19 @@ verify.
 from __future__ import annotations
 
 import binascii
+import ipaddress
 import json
-import urllib.request
+import logging
+import os
+import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urljoin, urlsplit
 
+import httpx
 import jwt
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -39,10 +58,17 @@ from schemas.exceptions import (
     UnknownKeyError,
 )
 
-__all__ = ["ALGORITHM", "JWS_TYPE", "KeySet", "SigningKey"]
+__all__ = ["ALGORITHM", "JWS_TYPE", "MAX_JWKS_BYTES", "MAX_REDIRECTS", "KeySet", "SigningKey"]
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "EdDSA"
 JWS_TYPE = "revocast-event+jws"
+
+MAX_JWKS_BYTES: Final = 1024 * 1024
+"""A JWKS larger than this is refused (a hundred keys take under 20 KiB)."""
+
+MAX_REDIRECTS: Final = 3
 
 _jws = jwt.PyJWS()
 
@@ -76,6 +102,39 @@ class SigningKey:
             return cls.from_jwk(json.loads(Path(path).read_text()))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read signing key {path}: {exc}") from None
+
+    def write_private(self, path: str | Path, *, force: bool = False) -> None:
+        """Write :meth:`private_jwk` to a new file of mode 0600 (see the module docstring).
+
+        Without ``force`` an existing ``path`` (a symbolic link included, even a
+        dangling one) is a :class:`ConfigError`; with it, ``path`` is replaced.
+        """
+        path = Path(path)
+        data = (json.dumps(self.private_jwk(), indent=2) + "\n").encode()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        target = path
+        if force:
+            target = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(target, flags, 0o600)
+        except FileExistsError:
+            raise ConfigError(
+                f"{path} exists: refusing to overwrite a private key (use force)"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
+        try:
+            os.fchmod(fd, 0o600)  # the umask may only have narrowed it; make it exact
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if force:
+                os.replace(target, path)  # renames over a link, never through it
+        except OSError as exc:
+            if force:
+                target.unlink(missing_ok=True)
+            raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
 
     def private_jwk(self) -> dict[str, Any]:
         jwk: dict[str, Any] = OKPAlgorithm.to_jwk(self.private_key, as_dict=True)
@@ -143,13 +202,28 @@ class KeySet:
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 5.0) -> KeySet:
-        if not url.startswith(("https://", "http://")):
+        """Fetch a JWKS (bounded in size, time and redirects: see the module docstring)."""
+        scheme = urlsplit(url).scheme
+        if scheme not in ("https", "http"):
             raise ConfigError(f"JWKS URL must be http(s): {url!r}")
+        if scheme == "http" and not _is_loopback(url):
+            log.warning(
+                "JWKS %s is fetched over plain http: anyone on the path can swap the keys "
+                "that decide which revocations are trusted; use https",
+                url,
+            )
+        deadline = time.monotonic() + timeout
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (scheme checked above)
-                return cls.from_jwks(json.loads(resp.read()))
-        except (OSError, ValueError) as exc:
+            with httpx.Client(
+                timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
+            ) as client:
+                body = _bounded_get(client, url, scheme, deadline)
+        except httpx.HTTPError as exc:
             raise ConfigError(f"cannot fetch JWKS from {url}: {exc}") from None
+        try:
+            return cls.from_jwks(json.loads(body))
+        except ValueError as exc:
+            raise ConfigError(f"JWKS from {url} is not JSON: {exc}") from None
 
     @classmethod
     def load(cls, source: str) -> KeySet:
@@ -201,6 +275,46 @@ class KeySet:
         except InvalidSignature:
             raise BadSignatureError(f"signature does not verify with kid {kid!r}") from None
         return payload
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bounded_get(client: httpx.Client, url: str, scheme: str, deadline: float) -> bytes:
+    """The body at ``url``: same-scheme redirects only, at most MAX_JWKS_BYTES, by ``deadline``."""
+    for _ in range(MAX_REDIRECTS + 1):
+        headers = {"accept": "application/json", "accept-encoding": "identity"}
+        with client.stream("GET", url, headers=headers) as resp:
+            if resp.is_redirect:
+                location = urljoin(url, resp.headers.get("location", ""))
+                if urlsplit(location).scheme != scheme:
+                    raise ConfigError(
+                        f"JWKS {url} redirects to {location!r}: a redirect to another scheme "
+                        "is refused"
+                    )
+                url = location
+                continue
+            if resp.status_code != 200:
+                raise ConfigError(f"cannot fetch JWKS from {url}: HTTP {resp.status_code}")
+            declared = resp.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_JWKS_BYTES:
+                raise ConfigError(f"JWKS from {url} is larger than {MAX_JWKS_BYTES} bytes")
+            body = bytearray()
+            for chunk in resp.iter_raw():
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise ConfigError(f"JWKS from {url} is larger than {MAX_JWKS_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"JWKS from {url} did not arrive within the timeout")
+            return bytes(body)
+    raise ConfigError(f"JWKS {url}: more than {MAX_REDIRECTS} redirects")
 
 
 def is_signed(data: bytes) -> bool:
