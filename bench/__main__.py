@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.engines import available_engines, engine_names
 from bench.plan import PEERS, full_plan, quick_plan
 
-PARTS = ("e2e", "check", "bootstrap", "poll", "peers")
+PARTS = ("e2e", "check", "bootstrap", "poll", "peers", "idp")
 
 
 def _parser() -> argparse.ArgumentParser:

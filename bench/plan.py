@@ -81,6 +81,10 @@ class BenchPlan:
     poll_periods: tuple[float, ...] = (1.0, 5.0, 30.0)
     poll_window: float = 240.0
     poll_revocations: int = 20
+    idp_services: int = 3
+    idp_requests: int = 200
+    """SCIM deactivations, and as many SSF session-revoked SETs (:mod:`bench.from_idp`)."""
+    idp_rate: float = 20.0
     jwt_ttls_min: tuple[float, ...] = (5.0, 15.0, 60.0)
     jwt_tokens: int = 200_000
     seed: int = 20261128
@@ -155,6 +159,7 @@ def quick_plan(engines: tuple[str, ...] = ("kafka-python", "faust")) -> BenchPla
         drain_timeout=15.0,
         stall_timeout=8.0,
         e2e_records=300,
+        idp_requests=20,
         check_iterations=50_000,
         redis_iterations=1000,
         check_state_size=10_000,

@@ -68,6 +68,7 @@ REQUIRED_TOP_LEVEL = (
     "bootstrap_ready_s",
     "bootstrap",
     "peers",
+    "from_idp_ms",
     "exposure",
     "targets",
     "findings",
@@ -562,6 +563,32 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         for pair, v in pairs.items():
             add(f"| {config} | {pair} | {_fmt(v.get('revocast_p99_ms'))} | "
                 f"{_fmt(v.get('peer_p99_ms'))} | {_fmt(v.get('ratio'))} |")
+    add("")
+    idp = results.get("from_idp_ms") or {}
+    add("## From the identity provider: SCIM and SSF push to in force everywhere")
+    add("")
+    if "error" in idp or not idp:
+        add(f"not measured: {idp.get('error', 'not run')}")
+    else:
+        add(
+            f"{idp.get('requests_per_kind')} requests of each kind, one after the other at "
+            f"{idp.get('pace_per_s')}/s, against revocast serve-api's app (SCIM and SSF "
+            f"mounted); {idp.get('services')} {idp.get('engine')} services. Measured from the "
+            "IdP's request leaving: to its answer (sent only after Kafka acknowledged), and to "
+            "the last service having applied the revocation (receipts)."
+        )
+        add("")
+        add("| IdP request | requests | answer p50 ms | answer p99 ms | in force everywhere "
+            "p50 ms | in force everywhere p99 ms | incomplete |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for label in ("scim", "ssf_push"):
+            b = idp.get(label) or {}
+            if not b:
+                continue
+            ans, eve = b["request_to_answer"], b["request_to_in_force_everywhere"]
+            add(f"| {b.get('request')} | {_fmt(b.get('requests'))} | {_fmt(ans.get('p50_ms'))} | "
+                f"{_fmt(ans.get('p99_ms'))} | {_fmt(eve.get('p50_ms'))} | "
+                f"{_fmt(eve.get('p99_ms'))} | {_fmt(b.get('incomplete_events'))} |")
     add("")
     add("## Service CPU per event, beside the bare Kafka client")
     add("")

@@ -44,6 +44,7 @@ from bench import checkcost, derive, e2e, exposure, plots, report
 from bench.bootstrap import run_bootstrap
 from bench.engines import available_engines
 from bench.engines import engine as engine_info
+from bench.from_idp import run_from_idp
 from bench.peers import run_peer_sweep
 from bench.plan import BenchPlan
 from bench.processes import Child, Children
@@ -382,6 +383,23 @@ def _print_summary(console: Console, results: dict[str, Any]) -> None:
         print_table(console, "exposure window after a revocation, and what each request pays", [
             Col("session model"), Col("kind"), Col("p50", "s"), Col("p99", "s"),
             Col("check per request", "us")], mrows)
+    idp = results.get("from_idp_ms") or {}
+    irows = []
+    for label in ("scim", "ssf_push"):
+        block = idp.get(label)
+        if not block:
+            continue
+        ans, eve = block["request_to_answer"], block["request_to_in_force_everywhere"]
+        irows.append([block["request"], num(block["requests"]), num(ans.get("p50_ms")),
+                      num(ans.get("p99_ms")), num(eve.get("p50_ms")), num(eve.get("p99_ms")),
+                      num(block["incomplete_events"])])
+    if irows:
+        print_table(console, f"from the identity provider: request -> in force in all "
+                    f"{idp.get('services')} services ({idp.get('engine')})", [
+                        Col("IdP request"), Col("requests", numeric=True),
+                        Col("answer p50", "ms"), Col("answer p99", "ms"),
+                        Col("in force p50", "ms"), Col("in force p99", "ms"),
+                        Col("incomplete", "events")], irows)
     trows = []
     for t in results.get("targets", {}).values():
         by = t.get("by_engine")
@@ -425,6 +443,7 @@ def run_benchmark(
     check_ns: dict[str, Any] = {}
     e2e_block: dict[str, Any] = {}
     boot: dict[str, Any] = {}
+    idp: dict[str, Any] = {}
     poll: dict[str, Any] | None = None
     environment: dict[str, Any] = {}
     cleanup: dict[str, Any] = {}
@@ -546,6 +565,15 @@ def run_benchmark(
                 def peer_sweep(peer: str) -> Callable[[], None]:
                     return lambda: run_peer_sweep(ctx, peer, on_result)
 
+                def do_idp() -> None:
+                    idp.update(run_from_idp(ctx, n=plan.idp_services, count=plan.idp_requests,
+                                            rate=plan.idp_rate))
+                    for label in ("scim", "ssf_push"):
+                        s = idp[label]["request_to_in_force_everywhere"]
+                        ui.log(f"from the IdP ({label}): request -> in force in all "
+                               f"{plan.idp_services} services p50 {s['p50_ms']} ms, p99 "
+                               f"{s['p99_ms']} ms ({idp[label]['requests']} requests)")
+
                 def do_bootstrap() -> None:
                     boot.update(run_bootstrap(
                         bootstrap=services.kafka_bootstrap, run_id=run_id,
@@ -573,6 +601,7 @@ def run_benchmark(
                     phase("sweep-kafka-python", sweep("kafka-python"))
                 for peer in plan.peers:
                     phase(f"peers-{peer}", peer_sweep(peer))
+                phase("idp", do_idp)
                 phase("bootstrap", do_bootstrap)
                 ui.advance()
                 for engine in engines:
@@ -637,6 +666,7 @@ def run_benchmark(
         "apply_vs_raw": apply_vs_raw,
         "bootstrap_ready_s": ready_block,
         "bootstrap": boot or {"error": "not measured"},
+        "from_idp_ms": idp or {"error": "not measured"},
         "peers": {"entries": peer_entries, "revocast_p99_over_peer_p99": peers_vs,
                   "definition": "Redis pub/sub fan-out and Redis Streams (XREAD per "
                   "service) to N in-process caches, same N, rates and pacing as revocast "

@@ -50,6 +50,7 @@ __all__ = [
     "cpu_cores",
     "new_run_id",
     "run_engine_sweep",
+    "start_group",
     "step_entry",
 ]
 
@@ -153,7 +154,7 @@ def _bare_delta(before: dict[str, float], after: dict[str, float], client: str) 
     }
 
 
-def _start_group(
+def start_group(
     ctx: SweepContext, engine: str, n: int, *, bare: bool = False
 ) -> tuple[ServiceGroup, Any, Any, BareClient | None]:
     prefix = f"bench-{ctx.run_id}-{engine_info(engine).short}-n{n}-{next(ctx.counter)}"
@@ -241,7 +242,7 @@ def run_engine_sweep(
     for index, (n, steps) in enumerate(groups):
         ctx.stop_check()
         bare = index == 0
-        group, publisher, reader, bare_client = _start_group(ctx, engine, n, bare=bare)
+        group, publisher, reader, bare_client = start_group(ctx, engine, n, bare=bare)
         try:
             for i, step in enumerate(steps):
                 ctx.stop_check()
@@ -254,7 +255,7 @@ def run_engine_sweep(
                     if bare_client is not None:
                         bare_client.stop()
                     group.stop()
-                    group, publisher, reader, bare_client = _start_group(
+                    group, publisher, reader, bare_client = start_group(
                         ctx, engine, n, bare=bare)
         finally:
             reader.close()

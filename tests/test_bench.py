@@ -419,6 +419,7 @@ def _results() -> dict:
         "bootstrap_ready_s": ready,
         "bootstrap": boot,
         "peers": {"entries": peers, "revocast_p99_over_peer_p99": peers_vs},
+        "from_idp_ms": {"error": "not measured"},
         "exposure": {"models": [{"label": "x", "kind": "computed", "p50_s": 1.0,
                                  "p99_s": 2.0, "max_s": 3.0, "request_cost_ns": 0.0},
                                 {"label": "y", "kind": "measured", "p50_s": 0.001,
@@ -500,7 +501,8 @@ def test_markdown_has_every_section(tmp_path: Path):
     text = report.render_markdown(_results())
     for heading in ("## Targets", "## In force everywhere", "## Per-check cost",
                     "## Kafka's own end-to-end latency", "## Exposure window",
-                    "## Bootstrap", "## Findings", "## Peers", "## Service CPU per event"):
+                    "## Bootstrap", "## Findings", "## Peers", "## Service CPU per event",
+                    "## From the identity provider"):
         assert heading in text
     assert "| kafka-python | 8 | 1000 |" in text
     assert "| redis-pubsub | 8 | 1000 |" in text
@@ -711,6 +713,39 @@ def test_redis_peers_apply_every_event_in_every_service(services, tmp_path, peer
     assert {s: v["count"] for s, v in entry["per_service"].items()} == {
         "svc1": 100, "svc2": 100, "svc3": 100}
     assert entry["p50_ms"] <= entry["p99_ms"] <= entry["max_ms"]
+
+
+@pytest.mark.integration
+def test_idp_requests_are_timed_to_in_force_in_every_service(services, tmp_path):
+    """SCIM deactivations and SSF session-revoked SETs through serve-api's app: each request
+    publishes one event, every service applies every one of them."""
+    from dataclasses import replace
+
+    from bench.from_idp import run_from_idp
+    from bench.processes import Children
+    from bench.sweep import SweepContext
+    from schemas import KeySet, SigningKey
+
+    signer = SigningKey.generate("t-idp")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(KeySet.of([signer]).to_jwks()))
+    (tmp_path / "logs").mkdir()
+    plan = replace(quick_plan(), warmup=None, drain_timeout=60.0, stall_timeout=30.0)
+    with Children() as children:
+        ctx = SweepContext(
+            bootstrap=services.kafka_bootstrap, plan=plan, run_id=uuid.uuid4().hex[:6],
+            signer=signer, jwks_path=jwks, out_dir=tmp_path, children=children,
+            broker_pid=None, ui=_SilentUI(), redis_url=services.redis_url,
+        )
+        result = run_from_idp(ctx, n=2, count=4, rate=20.0)
+    assert result["drain"] == "complete", result
+    for label in ("scim", "ssf_push"):
+        block = result[label]
+        assert (block["requests"], block["events"], block["incomplete_events"]) == (4, 4, 0)
+        answer = block["request_to_answer"]
+        everywhere = block["request_to_in_force_everywhere"]
+        assert answer["count"] == everywhere["count"] == 4
+        assert 0 < everywhere["min_ms"] <= everywhere["p50_ms"] <= everywhere["max_ms"]
 
 
 @pytest.mark.integration
