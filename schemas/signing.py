@@ -119,7 +119,7 @@ class SigningKey:
             fd = os.open(target, flags, 0o600)
         except FileExistsError:
             raise ConfigError(
-                f"{path} exists: refusing to overwrite a private key (use force)"
+                f"{path} exists: refusing to overwrite a private key (--force replaces it)"
             ) from None
         except OSError as exc:
             raise ConfigError(f"cannot create {path}: {exc.strerror}") from None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +35,6 @@ def register(subparsers: Subparsers) -> None:
     gen.set_defaults(handler=run)
 
 
-def _write_private(path: Path, data: dict[str, Any], force: bool) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{path} exists: refusing to overwrite a private key (--force)") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc}") from None
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.chmod(path, 0o600)
-
-
 def run(args: argparse.Namespace) -> int:
     kid = args.kid.strip()
     if not kid:
@@ -67,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if target is not None and target.resolve() == args.out.resolve():
         raise ConfigError("--out and the JWKS file must differ: the JWKS is public")
     key = SigningKey.generate(kid)
-    _write_private(args.out, key.private_jwk(), args.force)
+    key.write_private(args.out, force=args.force)
     print(f"wrote private key {kid!r} to {args.out} (mode 0600; keep it secret)")
     if target is not None:
         jwks = {**jwks, "keys": [*jwks.get("keys", []), key.public_jwk()]}
