@@ -13,10 +13,25 @@ Guarantees, and why:
   revocation published before the instance started is in force.
 * **Bad records never apply, never stop the consumer, never vanish.** Anything
   :func:`schemas.decode` refuses (undecodable, unknown type, schema-invalid,
-  unsupported version, missing or unknown-kid or bad signature) is published to
-  the dead-letter topic with its original key, value and headers plus the
-  ``revocast.dlq.*`` headers, and the consumer moves on. Every instance that
-  refuses a record dead-letters its own copy (tagged with service/instance).
+  unsupported version, missing or unknown-kid or bad signature), and any record
+  whose handling raises, is published to the dead-letter topic with the
+  ``revocast.dlq.*`` headers first, then its original key, value and headers
+  (original headers in the ``revocast.dlq.`` namespace are dropped, so a producer
+  cannot plant a reason), and the consumer moves on. A record the Kafka client
+  cannot even parse (an invalid UTF-8 header name, a corrupt batch) is skipped by
+  offset and dead-lettered as ``unparseable`` with its coordinates (the client
+  never hands over its bytes; ``kcat -C -t TOPIC -p P -o O -c 1`` shows them).
+  Every instance that refuses a record dead-letters its own copy (tagged with
+  service/instance). When the outbox is full (the dead-letter topic unreachable
+  for long) a dead letter is dropped with an error log naming its coordinates
+  rather than stalling applies: the record itself stays in the events topic.
+* **A stuck consumer does not look healthy.** Lag is measured against end
+  offsets read from the broker (ListOffsets), and the freshness guard turns
+  ``ready`` false, the ready gauge 0 and privileged checks to 503 when the loop
+  stops turning, polls keep failing, or a position stops advancing while the
+  broker holds more (:meth:`consumers.freshness.FreshnessGuard.problem`).
+* **Back within about a second of the broker.** Reconnect backoff is capped at
+  1 s (kafka-python's default cap is 30 s), poll failures back off to at most 2 s.
 * **Receipts never slow applies.** The apply path puts a tuple on a queue; a
   worker thread builds the :class:`schemas.Receipt` and hands it to a
   ``KafkaProducer`` (acks=1, small linger). If the queue is full the receipt is
@@ -89,7 +104,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _REFRESH_INTERVAL: Final = 30.0  # seconds between checks for new partitions
-_POSITION_INTERVAL: Final = 0.5  # seconds between position/lag refreshes
+_POSITION_INTERVAL: Final = 1.0  # seconds between position/lag (ListOffsets) refreshes
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +117,8 @@ class ConsumerStats:
     dead_lettered: int
     receipts_sent: int
     receipts_dropped: int
+    dead_letters_dropped: int = 0
+    """Dead letters not published because the outbox stayed full (logged with coordinates)."""
 
 
 class EventIdSet:
@@ -142,13 +159,18 @@ def dead_letter_headers(
     source: str,
     refused_by: str,
 ) -> list[tuple[str, bytes]]:
-    """The original headers plus the ``revocast.dlq.*`` ones (see :mod:`schemas.topics`)."""
+    """The ``revocast.dlq.*`` headers (see :mod:`schemas.topics`), then the original ones.
+
+    Original headers in the ``revocast.dlq.`` namespace are dropped: whoever wrote
+    the record must not be able to plant a reason that readers take first.
+    """
+    ours = DLQ_REASON_HEADER.rsplit(".", 1)[0] + "."
     return [
-        *(record_headers or ()),
         (DLQ_REASON_HEADER, exc.reason.encode()),
         (DLQ_ERROR_HEADER, str(exc).encode()[:2000]),
         (DLQ_SOURCE_HEADER, source.encode()),
         (DLQ_SERVICE_HEADER, refused_by.encode()),
+        *(h for h in (record_headers or ()) if not str(h[0]).startswith(ours)),
     ]
 
 
@@ -180,6 +202,30 @@ class DecoderCrashError(InvalidEventError):
     """A record that crashed decoding in an unforeseen way: dead-letter it, do not die."""
 
     reason = "invalid"
+
+
+class UnparseableRecordError(InvalidEventError):
+    """A record the Kafka client library could not parse (bad header name, corrupt batch)."""
+
+    reason = "unparseable"
+
+
+# How long the apply path waits for room in the outbox for a dead letter (seconds).
+_DLQ_PUT_TIMEOUT: Final = 0.05
+# Reconnect quickly after a broker restart: kafka-python's default cap is 30 s.
+_RECONNECT: Final = {"reconnect_backoff_ms": 50, "reconnect_backoff_max_ms": 1000}
+
+
+@dataclass(frozen=True, slots=True)
+class _Coordinates:
+    """Where an unparseable record sits: what is known of it without its bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 # Outbox items: ("receipt", args) or ("dlq", args) or ("view", envelope) or ("snapshot", snap)
@@ -244,6 +290,7 @@ class RevocationConsumer:
         self.state = state if state is not None else RevocationState()
         self.guard = FreshnessGuard(max_staleness)
         self.metrics = ConsumerMetrics(service, instance, flavor=flavor, registry=registry)
+        self.metrics.track_ready(lambda: self.guard.healthy)
         self._shared_view = shared_view
         self._snapshots = snapshots
         self._snapshot_interval = snapshot_interval
@@ -274,6 +321,7 @@ class RevocationConsumer:
         self._receipts_sent = 0
         self._receipts_dropped = 0
         self._receipts_failed = 0
+        self._dead_letters_dropped = 0
         self._who = f"{service}/{instance}"
 
     # ----------------------------------------------------------- lifecycle
@@ -335,7 +383,8 @@ class RevocationConsumer:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        """Caught up with the history seen at start, and not stuck since."""
+        return self._ready.is_set() and self.guard.problem() is None
 
     @property
     def error(self) -> BaseException | None:
@@ -370,6 +419,7 @@ class RevocationConsumer:
             dead_lettered=c["dead_lettered"],
             receipts_sent=self._receipts_sent,
             receipts_dropped=self._receipts_dropped + self._receipts_failed,
+            dead_letters_dropped=self._dead_letters_dropped,
         )
 
     # ------------------------------------------------------------- opening
@@ -382,6 +432,7 @@ class RevocationConsumer:
 
     def _open(self) -> None:
         options: dict[str, Any] = {
+            **_RECONNECT,
             "bootstrap_servers": self.bootstrap_servers,
             "client_id": f"revocast-{self._who}",
             "bootstrap_timeout_ms": int(self._connect_timeout * 1000),
@@ -401,6 +452,7 @@ class RevocationConsumer:
             self._producer = KafkaProducer(
                 **{
                     "acks": 1,
+                    **_RECONNECT,
                     "linger_ms": 2,
                     "max_block_ms": 10_000,
                     **options,
@@ -551,22 +603,37 @@ class RevocationConsumer:
         next_snapshot = time.monotonic() + self._snapshot_interval
         failures = 0
         while not self._stop.is_set():
+            self.guard.beat()
             try:
                 batches = consumer.poll(timeout_ms=self._poll_ms)
-            except KafkaError as exc:
+            except Exception as exc:
+                # Anything, not only KafkaError: a record kafka-python cannot parse
+                # raises UnicodeDecodeError or CorruptRecordError from inside poll().
+                if self._skip_unparseable(exc):
+                    continue
                 failures += 1
+                self.guard.poll_failed(f"{type(exc).__name__}: {exc}")
                 log.warning(
-                    "poll failed (%d in a row): %s",
+                    "poll failed (%d in a row): %s: %s",
                     failures,
+                    type(exc).__name__,
                     exc,
                     extra=log_extra(service=self.service, instance=self.instance),
                 )
-                self._stop.wait(min(5.0, 0.1 * 2**failures))
+                self._stop.wait(min(2.0, 0.1 * 2**failures))
                 continue
-            failures = 0
+            if failures:
+                failures = 0
+                self.guard.poll_ok()
             for records in batches.values():
                 for record in records:
-                    self._handle(record)
+                    try:
+                        self._handle(record)
+                    except Exception as exc:  # no single record may stop revocations
+                        self._dead_letter(
+                            record,
+                            DecoderCrashError(f"applying failed: {type(exc).__name__}: {exc}"),
+                        )
             now = time.monotonic()
             if not self._ready.is_set() and (not batches or now >= next_positions):
                 self._check_ready()
@@ -621,6 +688,38 @@ class RevocationConsumer:
                     extra=log_extra(service=self.service, instance=self.instance),
                 )
 
+    def _skip_unparseable(self, exc: Exception) -> bool:
+        """Skip the record kafka-python failed to parse; ``False`` if it cannot be located.
+
+        kafka-python keeps the partition's parsed-records iterator, now dead, as its
+        next in line, and spins on it inside ``poll()`` (every service then stops
+        applying on every partition). Its ``next_fetch_offset`` is the offset of the
+        record that failed (every record before it was handed out), so: drop the
+        iterator, seek one past that offset, and dead-letter the coordinates.
+        """
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        part = getattr(fetcher, "_next_partition_records", None)
+        if part is None or not hasattr(part, "next_fetch_offset"):
+            return False
+        tp = part.topic_partition
+        offset = int(part.next_fetch_offset)
+        with contextlib.suppress(Exception):
+            part.drain()
+        fetcher._next_partition_records = None  # type: ignore[union-attr]
+        self._kafka.seek(tp, offset + 1)
+        self._next[tp.partition] = offset + 1
+        self._counts["records"] += 1
+        self._dead_letter(
+            _Coordinates(
+                tp.topic, tp.partition, offset, key=f"{tp.topic}/{tp.partition}/{offset}".encode()
+            ),
+            UnparseableRecordError(
+                f"the Kafka client cannot parse the record at offset {offset} "
+                f"(or a batch it belongs to): {type(exc).__name__}: {exc}"
+            ),
+        )
+        return True
+
     def _dead_letter(self, record: Any, exc: InvalidEventError) -> None:
         self._counts["dead_lettered"] += 1
         self.metrics.dead_lettered(exc.reason)
@@ -635,12 +734,16 @@ class RevocationConsumer:
         )
         headers = dead_letter_headers(record.headers, exc, source, self._who)
         try:
-            # Dead letters wait for room: they must not be dropped like receipts.
-            self._outbox.put(("dlq", (record.key, record.value, headers)), timeout=30)
+            # A short wait, not a long one: while the dead-letter topic is down a
+            # flood of bad records must not stall the applies of good ones.
+            self._outbox.put(("dlq", (record.key, record.value, headers)), timeout=_DLQ_PUT_TIMEOUT)
         except queue.Full:
+            self._dead_letters_dropped += 1
             log.error(
-                "outbox full for 30s; dead letter for %s not published",
+                "outbox full; dead letter for %s (%s) not published: the record stays in the "
+                "events topic at that offset",
                 source,
+                exc.reason,
                 extra=log_extra(service=self.service, instance=self.instance, source=source),
             )
 
@@ -683,13 +786,17 @@ class RevocationConsumer:
         )
 
     def _update_lag(self) -> None:
+        # End offsets from the broker (ListOffsets), not the high watermark of the
+        # last fetch: a consumer that stopped fetching would read lag 0 forever.
         consumer = self._kafka
+        tps = [TopicPartition(self.topics.events, p) for p in self._next]
+        try:
+            ends: dict[Any, Any] = consumer.end_offsets(tps, timeout_ms=1000)
+        except Exception:
+            ends = {}
         for partition, offset in self._next.items():
             tp = TopicPartition(self.topics.events, partition)
-            try:
-                high = consumer.highwater(tp)
-            except KafkaError:
-                high = None
+            high = ends.get(tp)
             lag = max(0, int(high) - offset) if high is not None else None
             self.guard.set_position(partition, offset, lag)
             if lag is not None:

@@ -125,6 +125,7 @@ class FaustRevocationWorker:
         self._start_end: dict[int, int] = {}
         self._next: dict[int, int] = {}
         self._ready = False
+        self._error: BaseException | None = None
         self._who = f"{service}/{instance}"
         self.bootstrap_servers = bootstrap_servers
         self.app = faust.App(
@@ -162,7 +163,14 @@ class FaustRevocationWorker:
     def freshness(self, now: float | None = None) -> FreshnessReport:
         return self.guard.report(now)
 
+    @property
+    def error(self) -> BaseException | None:
+        """What crashed the apply agent, if it crashed (faust does not restart it)."""
+        return self._error
+
     def denial(self, now: float | None = None) -> str | None:
+        if self._error is not None:
+            return f"revocation agent crashed: {type(self._error).__name__}: {self._error}"
         return self.guard.denial(now)
 
     # ------------------------------------------------------------ callbacks
@@ -205,8 +213,17 @@ class FaustRevocationWorker:
         )
 
     async def _process(self, stream: Any) -> None:
-        async for event in stream.events():
-            await self._handle(event.message)
+        try:
+            async for event in stream.events():
+                await self._handle(event.message)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # Only an infrastructure failure gets here (records cannot: see _handle).
+            self._error = exc
+            self.guard.set_not_ready(f"apply agent crashed: {exc}")
+            self.metrics.set_ready(False)
+            raise
 
     async def _handle(self, message: Any) -> None:
         received = time.time()
@@ -219,7 +236,12 @@ class FaustRevocationWorker:
         except Exception as exc:  # a decoder bug must not stop revocations
             await self._dead_letter(message, DecoderCrashError(f"{type(exc).__name__}: {exc}"))
         else:
-            await self._apply(envelope, message, received)
+            try:
+                await self._apply(envelope, message, received)
+            except Exception as exc:  # no single record may stop revocations
+                await self._dead_letter(
+                    message, DecoderCrashError(f"applying failed: {type(exc).__name__}: {exc}")
+                )
         self._check_ready()
 
     async def _apply(self, envelope: Envelope, message: Any, received: float) -> None:

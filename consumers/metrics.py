@@ -13,7 +13,7 @@ name                                            type      labels (besides servic
 ``revocast_consumer_apply_latency_seconds``     histogram ``flavor`` (publish -> apply)
 ``revocast_consumer_partition_lag``             gauge     ``flavor``, ``partition``
 ``revocast_consumer_partition_staleness_seconds`` gauge   ``flavor``, ``partition``
-``revocast_consumer_ready``                     gauge     ``flavor``
+``revocast_consumer_ready``                     gauge     ``flavor`` (0 when stuck)
 =============================================== ========= =============================
 
 The latency histogram only observes events applied after the consumer is ready:
@@ -142,6 +142,10 @@ class ConsumerMetrics:
 
     def set_ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)
+
+    def track_ready(self, healthy: Callable[[], bool]) -> None:
+        """The ready gauge computed at scrape time: 0 as soon as the consumer is stuck."""
+        self._ready.set_function(lambda: 1.0 if healthy() else 0.0)
 
     def set_lag(self, partition: int, lag: int) -> None:
         self._f.lag.labels(*self.labels, str(partition)).set(lag)
