@@ -487,3 +487,34 @@ def test_settings_errors_name_the_field(
 def test_discovery_url_keeps_the_issuer_path() -> None:
     config = transmitter([], jwks=None, issuer="https://tr.example.com/issuer1/")
     assert config.discovery_url == "https://tr.example.com/.well-known/ssf-configuration/issuer1"
+
+
+# --------------------------------------------------------------------------- README
+
+
+def _readme_section() -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index("## Connecting an IdP by Shared Signals")
+    return text[start : text.index("\n## ", start + 10)]
+
+
+def test_readme_example_configuration_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    section = _readme_section()
+    start = section.index("REVOCAST_SSF_TRANSMITTERS='") + len("REVOCAST_SSF_TRANSMITTERS='")
+    raw = section[start : section.index("'", start)]
+    monkeypatch.setenv("REVOCAST_SSF_TRANSMITTERS", raw)
+    [okta] = SsfSettings.load().all_transmitters()
+    assert okta.name == "okta"
+    assert okta.delivery == "push"
+    assert okta.max_credential_lifetime == timedelta(hours=1)
+
+
+def test_readme_lists_every_event_type_and_subject_format() -> None:
+    section = _readme_section()
+    for uri in EVENT_TYPES:
+        name = uri.rstrip("/").rsplit("/", 1)[-1]
+        assert f"`{name}`" in section, name
+    for fmt in SUBJECT_FORMATS:
+        assert f"`{fmt}`" in section, fmt

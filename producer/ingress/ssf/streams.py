@@ -150,7 +150,8 @@ class StreamClient:
         if not set(auds) & set(self.config.audience):
             raise TransmitterUnavailableError(
                 f"stream {stream.stream_id[:64]!r} has aud {auds[:4]!r}, none of this "
-                "receiver's audiences: refused"
+                "receiver's audiences: refused (if that aud names this receiver, add it to the "
+                "transmitter's audience and run `revocast ssf stream get`)"
             )
         return stream
 
