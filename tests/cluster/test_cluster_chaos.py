@@ -64,6 +64,26 @@ def _chaos(
     return figures
 
 
+def _kill_and_restart(
+    cluster: KafkaCluster, victim: int, who_leads: Callable[[], int], took_over: list[int]
+) -> Callable[[], None]:
+    """SIGKILL ``victim``, wait until ``who_leads()`` names another node, start it again."""
+
+    def fault() -> None:
+        node = cluster.node(victim)
+        node.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            leader = who_leads()
+            if leader not in (victim, -1):
+                took_over.append(leader)
+                break
+            time.sleep(0.2)
+        node.start()
+
+    return fault
+
+
 def test_partition_leader_killed_mid_publish(
     request: pytest.FixtureRequest,
     cluster: KafkaCluster,
@@ -73,19 +93,9 @@ def test_partition_leader_killed_mid_publish(
 ) -> None:
     victim = cluster.partition_leader(cluster_topics.events, 0)
     moved_to: list[int] = []
-
-    def fault() -> None:
-        node = cluster.node(victim)
-        node.kill()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # until another node leads partition 0
-            leader = cluster.partition_leader(cluster_topics.events, 0)
-            if leader not in (victim, -1):
-                moved_to.append(leader)
-                break
-            time.sleep(0.2)
-        node.start()
-
+    fault = _kill_and_restart(
+        cluster, victim, lambda: cluster.partition_leader(cluster_topics.events, 0), moved_to
+    )
     _chaos(request, cluster, cluster_topics, signing_key, trusted_keys, "leader SIGKILL", fault)
     assert moved_to, f"no other node took over partition 0 from node {victim} within 30 s"
 
@@ -99,19 +109,7 @@ def test_controller_killed(
 ) -> None:
     victim = cluster.quorum_leader()
     elected: list[int] = []
-
-    def fault() -> None:
-        node = cluster.node(victim)
-        node.kill()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # until the quorum elected another leader
-            leader = cluster.quorum_leader()
-            if leader not in (victim, -1):
-                elected.append(leader)
-                break
-            time.sleep(0.2)
-        node.start()
-
+    fault = _kill_and_restart(cluster, victim, cluster.quorum_leader, elected)
     _chaos(request, cluster, cluster_topics, signing_key, trusted_keys, "controller SIGKILL", fault)
     assert elected, f"the quorum elected no leader other than node {victim} within 30 s"
 

@@ -61,7 +61,8 @@ def test_scram_over_tls_maps_to_each_client(ca_file: Path) -> None:
     aio = sec.to_aiokafka()
     context = aio.pop("ssl_context")
     assert isinstance(context, ssl.SSLContext)
-    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
     assert aio == {
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512",
