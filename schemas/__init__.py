@@ -1,6 +1,7 @@
 """revocast's event contract: models, codec, signing and errors. No Kafka, no Redis."""
 
-from schemas.codec import decode, encode, parse
+from schemas.batch import MAX_BATCH_EVENTS, EventBatch
+from schemas.codec import decode, decode_records, encode, encode_batch, parse
 from schemas.events import (
     EVENT_TYPES,
     MAX_CLOCK_SKEW,
@@ -42,17 +43,20 @@ from schemas.exceptions import (
 from schemas.receipts import Receipt
 from schemas.signing import ALGORITHM, KeySet, SigningKey
 from schemas.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, RECEIPTS_TOPIC, TopicNames
+from schemas.watermark import WATERMARK_JWS_TYPE, Watermark
 
 __all__ = [
     "ALGORITHM",
     "DEAD_LETTER_TOPIC",
     "EVENTS_TOPIC",
     "EVENT_TYPES",
+    "MAX_BATCH_EVENTS",
     "MAX_CLOCK_SKEW",
     "MAX_TIME",
     "MIN_TIME",
     "RECEIPTS_TOPIC",
     "SCHEMA_VERSION",
+    "WATERMARK_JWS_TYPE",
     "BadSignatureError",
     "BrokerUnavailableError",
     "ClaimsChanged",
@@ -61,6 +65,7 @@ __all__ = [
     "CredentialRotated",
     "Envelope",
     "Event",
+    "EventBatch",
     "Heartbeat",
     "InfrastructureError",
     "InvalidEventError",
@@ -85,8 +90,11 @@ __all__ = [
     "UnknownEventTypeError",
     "UnknownKeyError",
     "UnsupportedVersionError",
+    "Watermark",
     "decode",
+    "decode_records",
     "encode",
+    "encode_batch",
     "in_seconds",
     "parse",
 ]

@@ -12,8 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from schemas.batch import MAX_BATCH_EVENTS, EventBatch
 from schemas.events import EVENT_TYPES, SCHEMA_VERSION, Envelope
 from schemas.exceptions import (
+    InvalidEventError,
     MissingSignatureError,
     SchemaViolationError,
     UndecodableEventError,
@@ -22,7 +24,7 @@ from schemas.exceptions import (
 )
 from schemas.signing import KeySet, SigningKey, is_signed
 
-__all__ = ["MAX_RECORD_BYTES", "decode", "encode"]
+__all__ = ["MAX_RECORD_BYTES", "decode", "decode_records", "encode", "encode_batch"]
 
 MAX_RECORD_BYTES = 1_048_576
 """Largest record value decoded (Kafka's default ``max.message.bytes`` is about 1 MiB)."""
@@ -34,13 +36,59 @@ def encode(envelope: Envelope, signer: SigningKey | None) -> bytes:
     return signer.sign(payload) if signer is not None else payload
 
 
+def encode_batch(envelopes: list[Envelope], signer: SigningKey | None) -> bytes:
+    """One record value carrying ``envelopes`` under one signature (see :mod:`schemas.batch`)."""
+    payload = EventBatch(events=tuple(envelopes)).model_dump_json().encode()
+    return signer.sign(payload) if signer is not None else payload
+
+
 def decode(data: bytes | None, keys: KeySet | None, *, require_signature: bool = True) -> Envelope:
-    """Verify and parse one record value.
+    """Verify and parse one single-event record value (a batch record is refused).
 
     With ``require_signature`` (the default, and the only safe choice in
     production) an unsigned value raises :class:`MissingSignatureError`, and a
     signed one must verify against ``keys``.
     """
+    return parse(_verified(data, keys, require_signature))
+
+
+def decode_records(
+    data: bytes | None, keys: KeySet | None, *, require_signature: bool = True
+) -> list[Envelope]:
+    """Verify once and parse a record value that is one envelope or a batch of them.
+
+    A batch is all or nothing: any invalid event refuses the whole record, naming
+    the event's index (``events.3.event.session_id: ...``).
+    """
+    payload = _verified(data, keys, require_signature)
+    raw = _json_object(payload)
+    if raw.get("type") != "batch":
+        return [_validate(raw)]
+    events = raw.get("events")
+    if not isinstance(events, list) or not events:
+        raise SchemaViolationError("events: a batch needs a non-empty list", field="events")
+    if len(events) > MAX_BATCH_EVENTS:
+        raise SchemaViolationError(
+            f"events: {len(events)} events; a batch holds at most {MAX_BATCH_EVENTS}",
+            field="events",
+        )
+    if raw.get("v") != SCHEMA_VERSION:
+        raise UnsupportedVersionError(f"batch version {raw.get('v')!r} is not supported")
+    if set(raw) - {"v", "type", "events"}:
+        raise SchemaViolationError("batch: unknown fields", field="batch")
+    out = []
+    for i, event in enumerate(events):
+        try:
+            out.append(_validate(event))
+        except InvalidEventError as exc:
+            field = f"events.{i}.{getattr(exc, 'field', '') or ''}".rstrip(".")
+            if isinstance(exc, SchemaViolationError):
+                raise SchemaViolationError(f"events.{i}: {exc}", field=field) from None
+            raise type(exc)(f"events.{i}: {exc}") from None
+    return out
+
+
+def _verified(data: bytes | None, keys: KeySet | None, require_signature: bool) -> bytes:
     if not data:
         raise UndecodableEventError("empty record value")
     if len(data) > MAX_RECORD_BYTES:
@@ -58,11 +106,20 @@ def decode(data: bytes | None, keys: KeySet | None, *, require_signature: bool =
         raise MissingSignatureError("event is not signed (a JWS is required)")
     else:
         payload = data
-    return parse(payload)
+    return payload
 
 
 def parse(payload: bytes) -> Envelope:
     """Parse verified envelope JSON, naming what is wrong when it is wrong."""
+    raw = _json_object(payload)
+    if raw.get("type") == "batch":
+        raise SchemaViolationError(
+            "a batch record where one event was expected (use decode_records)", field="type"
+        )
+    return _validate(raw)
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
     try:
         raw: Any = json.loads(payload)
     except RecursionError:
@@ -71,6 +128,12 @@ def parse(payload: bytes) -> Envelope:
         raise UndecodableEventError(f"payload is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise UndecodableEventError("payload is not a JSON object")
+    return raw
+
+
+def _validate(raw: Any) -> Envelope:
+    if not isinstance(raw, dict):
+        raise UndecodableEventError("an envelope is not a JSON object")
     version = raw.get("v")
     if version != SCHEMA_VERSION:
         raise UnsupportedVersionError(

@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from schemas.batch import EventBatch
 from schemas.events import SCHEMA_VERSION, Envelope
 from schemas.receipts import Receipt
+from schemas.watermark import Watermark
 
 __all__ = ["SCHEMA_DIR", "json_schemas", "main"]
 
@@ -23,7 +25,13 @@ SCHEMA_DIR = Path(__file__).parent / "jsonschema"
 def json_schemas() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema document."""
     out: dict[str, dict[str, Any]] = {}
-    for name, model in (("envelope", Envelope), ("receipt", Receipt)):
+    models: tuple[tuple[str, Any], ...] = (
+        ("envelope", Envelope),  # one event per record on the events topic
+        ("batch", EventBatch),  # or many under one signature (publish_many)
+        ("watermark", Watermark),  # the receipts topic: applied-through offsets
+        ("receipt", Receipt),
+    )
+    for name, model in models:
         schema = model.model_json_schema(mode="serialization")
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://revocast.dev/schemas/{name}.v{SCHEMA_VERSION}.json"

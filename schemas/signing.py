@@ -144,12 +144,13 @@ class SigningKey:
         jwk: dict[str, Any] = OKPAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
         return {**jwk, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
 
-    def sign(self, payload: bytes) -> bytes:
+    def sign(self, payload: bytes, *, typ: str = JWS_TYPE) -> bytes:
+        """A compact JWS over ``payload``; ``typ`` says what it is (an event, a watermark)."""
         token = _jws.encode(
             payload,
             self.private_key,
             algorithm=ALGORITHM,
-            headers={"kid": self.kid, "typ": JWS_TYPE},
+            headers={"kid": self.kid, "typ": typ},
         )
         return token.encode("ascii")
 
@@ -240,8 +241,12 @@ class KeySet:
             ]
         }
 
-    def verify(self, token: bytes) -> bytes:
+    def verify(self, token: bytes, *, typ: str = JWS_TYPE) -> bytes:
         """The signed payload, or a :class:`SignatureError` that says why not.
+
+        The header's ``typ`` must be ``typ`` (absent is accepted for events only), so
+        a signature made for one kind of record (a watermark) is never accepted as
+        another (an event), even where the same key is trusted for both.
 
         Compact JWS (RFC 7515) is parsed once here and the Ed25519 check made with
         ``cryptography`` directly: pyjwt's decode path parses the header twice and
@@ -263,6 +268,9 @@ class KeySet:
             raise BadSignatureError(f"algorithm {alg!r} is not allowed (only {ALGORITHM})")
         if "crit" in header or "b64" in header:
             raise BadSignatureError("JWS extensions (crit, b64) are not accepted")
+        found_typ = header.get("typ", JWS_TYPE if typ == JWS_TYPE else None)
+        if found_typ != typ:
+            raise BadSignatureError(f"JWS typ {found_typ!r} is not {typ!r}")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise UnknownKeyError("signature has no 'kid'")

@@ -279,3 +279,61 @@ def test_source_records_where_a_revocation_came_from() -> None:
     assert decode(_unsigned(json.loads(env.model_dump_json())), None, require_signature=False)
     with pytest.raises(ValueError, match="channel"):
         Source(channel="Not A Channel")
+
+
+# ------------------------------------------------------------ batch records, watermarks
+
+
+def test_a_batch_record_carries_many_events_under_one_signature(signing_key, trusted_keys) -> None:
+    from schemas import decode_records, encode_batch
+
+    envs = [Envelope.wrap(e, issuer="x") for e in all_events()]
+    data = encode_batch(envs, signing_key)
+    assert data.count(b".") == 2  # one JWS
+    assert decode_records(data, trusted_keys) == envs
+    # A single-event record reads as a list of one; decode() refuses a batch.
+    assert decode_records(encode(envs[0], signing_key), trusted_keys) == [envs[0]]
+    with pytest.raises(SchemaViolationError, match="batch record"):
+        decode(data, trusted_keys)
+
+
+def test_a_tampered_or_partly_invalid_batch_is_refused_whole(signing_key, trusted_keys) -> None:
+    from schemas import decode_records, encode_batch
+
+    envs = [Envelope.wrap(e, issuer="x") for e in all_events()]
+    data = encode_batch(envs, signing_key)
+    head, payload, sig = data.split(b".")
+    tampered = b".".join([head, payload[:-4] + b"AAAA", sig])
+    with pytest.raises((BadSignatureError, UndecodableEventError)):
+        decode_records(tampered, trusted_keys)
+    raw = json.loads(encode_batch(envs, None))
+    raw["events"][2]["event"]["subject"]["id"] = "bad\nid"
+    with pytest.raises(SchemaViolationError, match=r"events\.2"):
+        decode_records(signing_key.sign(json.dumps(raw).encode()), trusted_keys)
+    raw["events"] = raw["events"] * 200
+    with pytest.raises(SchemaViolationError, match="at most"):
+        decode_records(signing_key.sign(json.dumps(raw).encode()), trusted_keys)
+
+
+def test_a_watermark_signature_is_never_an_event_signature(signing_key, trusted_keys) -> None:
+    import time
+
+    from schemas import Watermark
+
+    now = time.time_ns()
+    mark = Watermark(
+        service="orders", instance="orders-1", topic="t", offsets={0: 3},
+        applied_at_ns=now, started_at_ns=now, ready=True,
+    )  # fmt: skip
+    data = mark.to_bytes(signing_key)
+    assert Watermark.from_bytes(data, trusted_keys, require_signature=True) == mark
+    with pytest.raises(BadSignatureError, match="typ"):
+        decode(data, trusted_keys)
+    with pytest.raises(MissingSignatureError):
+        Watermark.from_bytes(mark.to_bytes(None), trusted_keys, require_signature=True)
+    forged = Watermark.model_validate({**mark.model_dump(), "offsets": {0: 10**6}})
+    other = SigningKey.generate("not-a-service")
+    with pytest.raises(UnknownKeyError):
+        Watermark.from_bytes(forged.to_bytes(other), trusted_keys, require_signature=True)
+    assert mark.covers(0, 2)
+    assert not mark.covers(0, 3)
