@@ -518,3 +518,18 @@ def test_readme_lists_every_event_type_and_subject_format() -> None:
         assert f"`{name}`" in section, name
     for fmt in SUBJECT_FORMATS:
         assert f"`{fmt}`" in section, fmt
+
+
+def test_all_is_honest() -> None:
+    import producer.ingress.ssf as ssf
+
+    exported = set(ssf.__all__)
+    assert len(exported) == len(ssf.__all__)
+    assert {name for name in exported if not hasattr(ssf, name)} == set()
+    public = {
+        name
+        for name, value in vars(ssf).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", "").startswith("producer.ingress.ssf.")
+    }
+    assert public <= exported, public - exported
