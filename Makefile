@@ -17,13 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,bench,dev]'
 	touch $(STAMP)
 
-# Debian's redis-server, installed when missing (the machines here run as root).
+# Debian's redis-server, and kcat (tests write records no Python client would), installed
+# when missing (the machines here run as root).
 .redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "installing redis-server (apt-get)"; \
+	@{ command -v redis-server && command -v kcat; } >/dev/null 2>&1 || { \
+	  echo "installing redis-server and kcat (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server kcat >/dev/null; }
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing: install it or set REDIS_URL" >&2; exit 1; }
+	@command -v kcat >/dev/null 2>&1 || { echo "kcat is missing: apt-get install kcat" >&2; exit 1; }
 
 # Apache Kafka's broker jars from Maven Central into ~/.cache/revocast (once; offline afterwards).
 .kafka-jars: $(STAMP)
