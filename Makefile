@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= bench-out
 
-.PHONY: .redis-server .kafka-jars setup demo test test-unit bench bench-quick lint schemas clean
+.PHONY: .redis-server .kafka-jars setup demo test test-unit bench bench-quick lint schemas docs clean
 
 setup: $(STAMP) .redis-server .kafka-jars
 
@@ -52,6 +52,11 @@ lint: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
+
+# README's reference tables (topics, dead-letter headers and reasons, event types, receipt
+# fields), generated from the code; tests/cli/test_reference.py fails when they drift.
+docs: $(STAMP)
+	$(BIN)/python -m revocast.reference --readme README.md
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
