@@ -118,7 +118,9 @@ def run_bootstrap(
     logs = out_dir / "logs"
     prefixes = {size: f"bench-{run_id}-boot-{size}" for size in sizes}
     targets = [(size, TopicNames.prefixed(p)) for size, p in prefixes.items()]
-    if profile_records in prefixes:
+    if profile_records <= 0:
+        profile_prefix = None
+    elif profile_records in prefixes:
         profile_prefix = prefixes[profile_records]
     else:
         profile_prefix = f"bench-{run_id}-boot-profile"
@@ -132,7 +134,7 @@ def run_bootstrap(
             receipts_retention=timedelta(hours=1),
             timeout=20.0,
         )
-    largest = max(max(sizes), profile_records)
+    largest = max(*sizes, profile_records)
     workers = max(1, min(2, os.cpu_count() or 1))
     bounds = [largest * k // workers for k in range(workers + 1)]
     scratch = Path(tempfile.mkdtemp(prefix="revocast-bench-retained-"))
@@ -245,17 +247,21 @@ def run_bootstrap(
             entry["apply_vs_raw"] = round(apply_rate / raw_rate, 4) if raw_rate else None
         results.append(entry)
 
-    task = ui.task(f"bootstrap: profiling the apply path ({profile_records:,} records)", total=None)
-    profile_txt = out_dir / "profile-apply.txt"
-    cmd = replay_cmd("profile", profile_prefix, "--profile-out", str(profile_txt))
-    try:
-        profile = run_json_child(
-            children, "replay-profile", cmd, logs / "replay-profile.log", timeout + 30
-        )
-        profile["file"] = profile_txt.name
-    except (RuntimeError, json.JSONDecodeError) as exc:
-        profile = {"error": str(exc)}
-    task.done()
+    if profile_prefix is None:
+        profile: dict[str, Any] = {"error": "not measured (the quick run skips the profile)"}
+    else:
+        task = ui.task(f"bootstrap: profiling the apply path ({profile_records:,} records)",
+                       total=None)
+        profile_txt = out_dir / "profile-apply.txt"
+        cmd = replay_cmd("profile", profile_prefix, "--profile-out", str(profile_txt))
+        try:
+            profile = run_json_child(
+                children, "replay-profile", cmd, logs / "replay-profile.log", timeout + 30
+            )
+            profile["file"] = profile_txt.name
+        except (RuntimeError, json.JSONDecodeError) as exc:
+            profile = {"error": str(exc)}
+        task.done()
     return {
         "produce": {
             "distinct_events": largest,

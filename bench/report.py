@@ -381,8 +381,9 @@ def findings(results: Mapping[str, Any], headline: tuple[int, int]) -> list[str]
         out.append(
             f"Apply rate {raw_block.get('apply_rate'):,.0f}/s is {avr['measured']:.1%} of "
             f"kafka-python's raw consume rate {raw_block.get('raw_rate'):,.0f}/s ({verdict} the "
-            "80% target). Both include the CRC check; the difference is verify + decode + "
-            "apply, i.e. the consumer is CPU-bound on its own work, not on the Kafka client."
+            "80% target). Both read the same records with kafka-python; the difference is "
+            "verify + decode + apply, i.e. the consumer is CPU-bound on its own work, not on "
+            "the Kafka client."
         )
     chk = targets.get("check_ratio", {})
     check = results.get("check_ns", {})
@@ -416,6 +417,35 @@ def findings(results: Mapping[str, Any], headline: tuple[int, int]) -> list[str]
             )
         elif prof and prof.get("error"):
             out.append(f"py-spy could not profile the live service: {prof['error']}")
+    for engine, v in (targets.get("service_cpu") or {}).get("by_engine", {}).items():
+        if v.get("met") or not v.get("bare_client_us"):
+            continue
+        extra = v["service_us"] - v["bare_client_us"]
+        out.append(
+            f"{engine}: a service spends {v['service_us']:,.0f} us of CPU per live event at "
+            f"1,000/s, its bare Kafka client {v['bare_client_us']:,.0f} us per record in the "
+            f"same step ({v['service_us'] / v['bare_client_us']:.1f}x; target 1.3x): the other "
+            f"~{extra:,.0f} us are revocast's own per-event work (signature verification, "
+            "decode, apply, one receipt produced per event)"
+            + (f"; in a replay, {verify:.0%} of the consumer's time is signature verification "
+               "(pyinstrument)." if (verify := _inclusive(profile, "verify", "signing")) else ".")
+        )
+    peers = (results.get("peers") or {}).get("entries") or {}
+    for peer in peers.values():
+        if (peer["n"], str(peer["rate"])) != (n, str(rate)):
+            continue
+        mine = [e for e in inforce.values() if (e["n"], str(e["rate"])) == (n, str(rate))]
+        if not mine:
+            continue
+        ours = ", ".join(f"{e['engine']} {e.get('p99_ms')} ms" for e in mine)
+        out.append(
+            f"{peer['engine']} at N={n}, R={rate}/s: p99 {peer.get('p99_ms')} ms with "
+            f"{peer.get('service_cpu_us_per_event')} us of CPU per event per peer (JSON decode "
+            f"and a dict insert; no signature, no receipt, "
+            f"{'no replay' if 'pubsub' in peer['engine'] else 'replay from the stream'}); "
+            f"revocast in the same run: {ours}. The gap is the per-event CPU: at this rate "
+            "revocast's services need more CPU than the machine has, the peers do not."
+        )
     saturated = [
         e for e in inforce.values() if e.get("drain") != "complete" or e.get("incomplete_events")
     ]
