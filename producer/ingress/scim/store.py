@@ -19,6 +19,9 @@ Guarantees:
 * **Versions.** Every write takes a fresh ``meta.version`` (``W/"n"``) from one Redis
   counter; a write whose resource changed since it was read (another writer, or a stale
   ``If-Match``) fails with 412 and commits nothing.
+* **One namespace per SCIM client.** A client reads and changes only the users and groups
+  it created (keys ``<prefix>:<client name>:…``); its ``subject_attribute`` names their
+  subjects. Two IdP connections cannot see or deprovision each other's users.
 * **Memberships are consistent.** Group members must exist (400 otherwise); the
   member -> groups index, the users' ``groups`` attribute and the groups a deleted user or
   group belonged to are updated in the same transaction as the write.
@@ -165,7 +168,7 @@ class RedisScimStorage(AsyncScimStorage):
         max_members: int = 50_000,
     ) -> None:
         self.redis = redis
-        self.keys = _Keys(prefix)
+        self.prefix = prefix
         self._model_for = model_for
         self._publish = publish
         self.max_scan = max_scan
@@ -180,10 +183,15 @@ class RedisScimStorage(AsyncScimStorage):
     def _dump(resource: Resource[Any]) -> str:
         return resource.model_dump_json(scim_ctx=None, exclude_none=True)
 
+    @property
+    def keys(self) -> _Keys:
+        """The keys of the requesting SCIM client: each client has a namespace of its own."""
+        return _Keys(f"{self.prefix}:{self._provenance().client.name}")
+
     def _provenance(self) -> Provenance:
         provenance = PROVENANCE.get()
-        if provenance is None:  # a write must always know its SCIM client
-            raise RuntimeError("no SCIM client is set for this write (PROVENANCE)")
+        if provenance is None:  # every read and write belongs to one SCIM client
+            raise RuntimeError("no SCIM client is set for this request (PROVENANCE)")
         return provenance
 
     def _indexed_values(self, resource: Resource[Any]) -> list[tuple[str, str]]:
