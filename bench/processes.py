@@ -31,6 +31,7 @@ __all__ = [
     "Child",
     "Children",
     "cpu_seconds",
+    "listening_pid",
     "rss_kb",
     "self_cpu_seconds",
 ]
@@ -67,6 +68,36 @@ def rss_kb(pid: int) -> int | None:
                 return int(line.split()[1])
     except OSError:
         return None
+    return None
+
+
+def listening_pid(host_port: str) -> int | None:
+    """The pid of the local process listening on ``host_port`` (``127.0.0.1:19092``), read
+    from ``/proc/net/tcp*`` and the processes' socket descriptors; None when it is not on this
+    host or not visible. Used to attribute CPU to a broker the harness did not start."""
+    host, _, port_text = host_port.rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not port_text.isdigit():
+        return None
+    port = int(port_text)
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    inodes.add(inode)
+    if not inodes:
+        return None
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in wanted:
+                        return int(entry.name)
     return None
 
 

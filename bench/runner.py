@@ -47,7 +47,7 @@ from bench.engines import engine as engine_info
 from bench.from_idp import run_from_idp
 from bench.peers import run_peer_sweep
 from bench.plan import BenchPlan
-from bench.processes import Child, Children
+from bench.processes import Child, Children, listening_pid
 from bench.sweep import StepResult, SweepContext, config_key, new_run_id, run_engine_sweep
 from bench.tables import Col, num, print_table
 from devstack import ensure_kafka_jars, resolve_services
@@ -468,7 +468,8 @@ def run_benchmark(
                     f"({services.source}), Redis at {services.redis_url}; started in "
                     f"{timings['services_start']} s"
                 )
-                broker_pid = services.kafka_broker.pid if services.kafka_broker else None
+                broker_pid = (services.kafka_broker.pid if services.kafka_broker
+                              else listening_pid(services.kafka_bootstrap.split(",")[0]))
 
                 def phase(name: str, fn: Callable[[], None]) -> None:
                     if name in skip:
