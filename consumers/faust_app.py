@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -63,9 +64,11 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from consumers import aiokafka_guard
 from consumers.consumer import (
     DecoderCrashError,
     EventIdSet,
+    UnparseableRecordError,
     dead_letter_headers,
     require_trusted_keys,
 )
@@ -153,6 +156,11 @@ class FaustRevocationWorker:
         )
         self.app.agent(self._events, name=f"revocast-apply-{service}")(self._process)
         self.app.on_partitions_assigned.connect(self._on_assigned)
+        # Records aiokafka cannot parse are skipped in its fetcher (on faust's
+        # consumer thread) and dead-lettered from the app's loop.
+        self._skipped: collections.deque[aiokafka_guard.Skipped] = collections.deque(maxlen=10_000)
+        aiokafka_guard.install(self._skipped.append)
+        self.app.timer(0.2, name=f"revocast-unparseable-{service}")(self._drain_skipped)
 
     # ---------------------------------------------------------------- views
 
@@ -211,6 +219,30 @@ class FaustRevocationWorker:
             "faust worker ready",
             extra=log_extra(service=self.service, instance=self.instance, entries=len(self.state)),
         )
+
+    async def _drain_skipped(self) -> None:
+        while self._skipped:
+            topic, partition, offset, error = self._skipped.popleft()
+            if topic != self.topics.events:
+                continue
+            self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+            exc = UnparseableRecordError(
+                f"the Kafka client cannot parse the record at offset {offset} "
+                f"(or a batch it belongs to): {error}"
+            )
+            source = f"{topic}/{partition}/{offset}"
+            self.metrics.dead_lettered(exc.reason)
+            log.warning(
+                "dead-lettering record %s: %s",
+                source,
+                exc.reason,
+                extra=log_extra(service=self.service, instance=self.instance, source=source),
+            )
+            await self._dlq.send(
+                key=source.encode(), value=None,
+                headers=dead_letter_headers([], exc, source, self._who),
+            )  # fmt: skip
+        self._check_ready()
 
     async def _process(self, stream: Any) -> None:
         try:

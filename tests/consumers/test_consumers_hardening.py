@@ -261,3 +261,43 @@ def test_consumers_resume_within_seconds_of_the_broker_coming_back(
         assert env.event_id
     finally:
         consumer.stop()
+
+
+@pytest.mark.timeout(150)
+def test_the_faust_worker_survives_a_record_its_client_cannot_parse(
+    kafka_bootstrap, topics, publisher, trusted_keys, read, tmp_path
+) -> None:
+    import json
+    import signal
+    import sys
+
+    from schemas import Receipt
+
+    publisher.send(session(1), partition=0)
+    publisher.flush()
+    kcat_produce(kafka_bootstrap, topics.events, b"poison", "-H", b"x-\xff=v")
+    sent = publisher.send(session(2), partition=0)
+    publisher.flush()
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(trusted_keys.to_jwks()))
+    stderr = (tmp_path / "faust.stderr").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "consumers.faust_app", "--service", "faust-svc",
+            "--bootstrap", kafka_bootstrap, "--topic-prefix", topics.events.split(".")[0],
+            "--jwks", str(jwks),
+        ],
+        stdout=subprocess.DEVNULL, stderr=stderr,
+    )  # fmt: skip
+    try:
+        receipts = read(kafka_bootstrap, topics.receipts, lambda r: len(r) >= 2, timeout=60)
+        dead = read(kafka_bootstrap, topics.dead_letter, lambda r: len(r) >= 1, timeout=15)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        stderr.close()
+    log = (tmp_path / "faust.stderr").read_text()[-3000:]
+    assert code == 0, log
+    assert sent.event_id in {Receipt.from_bytes(r.value).event_id for r in receipts}, log
+    assert reasons(dead) == ["unparseable"]
+    assert dict(dead[0].headers)[DLQ_SOURCE_HEADER].decode() == f"{topics.events}/0/1"
