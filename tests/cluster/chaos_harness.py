@@ -28,6 +28,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from consumers import RevocationConsumer
 from producer import RevocationPublisher
 from schemas import (
@@ -37,9 +39,20 @@ from schemas import (
     SessionRevoked,
     SigningKey,
     Subject,
+    SubjectKind,
     TopicNames,
     in_seconds,
 )
+
+
+def report(request: pytest.FixtureRequest, line: str) -> None:
+    """Print ``line`` to the terminal past output capture (the figures of a run)."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is None:  # -p no:capture
+        print(line, flush=True)
+        return
+    with capture.global_and_fixture_disabled():
+        print(f"\n[revocast] {line}", flush=True)
 
 
 @dataclass
@@ -65,14 +78,17 @@ class ChaosFigures:
     not_applied: dict[str, int]
     in_force_again_s: float
     worst_in_force_s: float
+    worst_ack_s: float
     fault_s: float
 
     def line(self) -> str:
         return (
             f"{self.scenario}: {self.attempts} publishes, {self.acked} acknowledged, "
             f"lost {self.lost}, failed loudly {self.failed_loudly}, in force everywhere again "
-            f"{self.in_force_again_s:.1f} s after the fault (worst revocation "
-            f"{self.worst_in_force_s:.1f} s; fault handling took {self.fault_s:.1f} s)"
+            f"{self.in_force_again_s:.1f} s after the fault; slowest revocation in force "
+            f"everywhere {self.worst_in_force_s:.1f} s after publishing, slowest "
+            f"acknowledgement {self.worst_ack_s:.1f} s; the fault and its repair took "
+            f"{self.fault_s:.1f} s)"
         )
 
 
@@ -127,7 +143,7 @@ class ChaosRun:
         while not self._stop.is_set():
             attempt = Attempt(index=i, started=time.monotonic())
             event = SessionRevoked(
-                subject=Subject(id=f"user-{i}", kind="human"),
+                subject=Subject(id=f"user-{i}", kind=SubjectKind.HUMAN),
                 session_id=f"session-{i}",
                 expires_at=in_seconds(3600),
             )
@@ -226,5 +242,6 @@ class ChaosRun:
             not_applied=not_applied,
             in_force_again_s=max(0.0, last_bad - fault_at),
             worst_in_force_s=max((d for _, d in delays), default=0.0),
+            worst_ack_s=max((a.acked - a.started for a in acked if a.acked), default=0.0),
             fault_s=fault_s,
         )

@@ -10,17 +10,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from chaos_harness import report
 
 from devstack import DevstackError, KafkaCluster
 from producer.topics import ensure_topics
 from schemas import TopicNames
-
-
-def report(request: pytest.FixtureRequest, line: str) -> None:
-    """Print ``line`` to the terminal past output capture (the figures of a run)."""
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        print(f"\n[revocast cluster] {line}", flush=True)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +29,8 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
         )
     report(
         request,
-        f"3-node KRaft cluster {started.bootstrap} started in {started.start_seconds:.1f} s",
+        f"cluster: 3-node KRaft cluster {started.bootstrap} "
+        f"started in {started.start_seconds:.1f} s",
     )
     try:
         yield started

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from chaos_harness import ChaosFigures, ChaosRun
+from chaos_harness import ChaosFigures, ChaosRun, report
 
 from devstack import KafkaCluster
 from schemas import KeySet, SigningKey, TopicNames
@@ -40,8 +40,6 @@ def _chaos(
     scenario: str,
     fault: Callable[[], None],
 ) -> ChaosFigures:
-    from conftest import report
-
     run = ChaosRun(cluster.bootstrap, topics, signing_key, keys)
     with run.running():
         time.sleep(STEADY_S)
@@ -51,7 +49,7 @@ def _chaos(
         cluster.wait_fully_replicated([topics.events, topics.receipts], timeout=120)
         time.sleep(AFTER_S)
     figures = run.figures(scenario, fault_at, fault_s)
-    report(request, figures.line())
+    report(request, f"chaos: {figures.line()}")
     for failure in figures.failures:
         report(request, f"  failed loudly: {failure}")
     request.node.user_properties.append(("chaos", figures.__dict__))

@@ -24,6 +24,7 @@ from schemas import (
     SessionRevoked,
     SigningKey,
     Subject,
+    SubjectKind,
     TopicNames,
     in_seconds,
 )
@@ -48,7 +49,7 @@ def _record_count(broker: KafkaBroker, setup: SecureSetup, topic: str) -> int:
 
 def _event(n: int) -> SessionRevoked:
     return SessionRevoked(
-        subject=Subject(id=f"alice-{n}", kind="human"),
+        subject=Subject(id=f"alice-{n}", kind=SubjectKind.HUMAN),
         session_id=f"s-{n}",
         expires_at=in_seconds(3600),
     )
