@@ -749,6 +749,22 @@ def test_idp_requests_are_timed_to_in_force_in_every_service(services, tmp_path)
 
 
 @pytest.mark.integration
+def test_the_cpu_of_a_loopback_server_the_harness_did_not_start_is_found(services):
+    from urllib.parse import urlsplit
+
+    from bench.processes import cpu_seconds, listening_pid
+
+    url = urlsplit(services.redis_url)
+    if url.hostname not in ("127.0.0.1", "localhost"):
+        pytest.fail(f"this test needs Redis on loopback, not {url.hostname}")
+    pid = listening_pid(f"{url.hostname}:{url.port}")
+    assert pid is not None
+    assert cpu_seconds(pid) is not None
+    assert listening_pid("10.1.2.3:9092") is None  # not this host: never guessed
+    assert listening_pid("127.0.0.1:1") is None  # nothing listens there
+
+
+@pytest.mark.integration
 def test_poller_detects_every_revocation(services):
     from bench.poller import measure_polling
 
