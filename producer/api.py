@@ -176,6 +176,7 @@ class _Backend:
                     start=datetime.now(UTC) - s.status_lookback,
                     connect_timeout=s.connect_timeout,
                     client_id=f"{s.client_id}-tracker",
+                    kafka_options=s.kafka_security.to_kafka_python(),
                 )
                 tracker.start()
                 try:
