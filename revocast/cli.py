@@ -56,6 +56,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "inspect",
     "dev",
     "ssf",
+    "scim",
 )
 
 

@@ -172,3 +172,44 @@ def test_claims_changed_once_per_subject() -> None:
         ("00u-bob", ("groups",)),
     ]
     assert events[0].reason == "SCIM: removed from group 'eng' by idp"
+
+
+def test_cli_new_client_prints_a_usable_client_and_config_redacts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from revocast.cli import main
+
+    code = main(
+        [
+            "scim",
+            "new-client",
+            "--name",
+            "entra",
+            "--subject-attribute",
+            "userName",
+            "--kind-attribute",
+            "userType",
+            "--kind-map",
+            "Agent=ai_agent",
+        ]
+    )
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    made = ScimClient.model_validate(printed)
+    assert (made.name, made.subject_attribute, made.kind_map) == (
+        "entra",
+        "userName",
+        {"Agent": "ai_agent"},
+    )
+    assert len(printed["token"]) >= 43  # 32 random bytes, URL-safe base64
+
+    monkeypatch.setenv("REVOCAST_SCIM_CLIENTS", json.dumps([printed]))
+    monkeypatch.setenv("REVOCAST_SCIM_REDIS_URL", "redis://:hunter2-password@cache:6379/0")
+    assert main(["scim", "config", "--json"]) == 0
+    shown = capsys.readouterr().out
+    assert printed["token"] not in shown
+    assert "hunter2-password" not in shown
+    assert json.loads(shown)["clients"][0]["token"] == "***"
+
+    assert main(["scim", "new-client", "--name", "x", "--kind-map", "nokind"]) == 1
+    assert "VALUE=KIND" in capsys.readouterr().err

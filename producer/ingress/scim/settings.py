@@ -27,6 +27,7 @@ from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -128,6 +129,16 @@ class ScimClient(BaseModel):
 
 
 _CLIENT_LIST = TypeAdapter(list[ScimClient])
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 def _identity(client: ScimClient, key: str) -> str:
@@ -251,6 +262,8 @@ class ScimSettings(BaseSettings):
             value = getattr(self, name)
             if name == "clients":
                 value = [client.redacted() for client in value]
+            elif name == "redis_url":
+                value = _without_password(value)
             elif isinstance(value, Path):
                 value = str(value)
             out[name] = value
