@@ -35,9 +35,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     field_validator,
     model_validator,
 )
+
+from schemas.exceptions import SchemaViolationError
 
 __all__ = [
     "EVENT_TYPES",
@@ -279,10 +282,21 @@ class Envelope(_Model):
 
     @classmethod
     def wrap(cls, event: RevocationEvent | Heartbeat, *, issuer: str) -> Envelope:
-        """A new envelope with a fresh id, stamped with the current time."""
-        return cls(
-            event_id=uuid.uuid4(), published_at_ns=time.time_ns(), issuer=issuer, event=event
-        )
+        """A new envelope with a fresh id, stamped with the current time.
+
+        Raises :class:`~schemas.exceptions.SchemaViolationError` naming the field when
+        the event cannot be published now (e.g. a ``not_before`` in the future).
+        """
+        try:
+            return cls(
+                event_id=uuid.uuid4(), published_at_ns=time.time_ns(), issuer=issuer, event=event
+            )
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            field = loc or (msg.split(" ", 1)[0] if msg.startswith("event.") else "envelope")
+            raise SchemaViolationError(f"{loc}: {msg}" if loc else msg, field=field) from None
 
     def restamped(self) -> Envelope:
         """The same event with ``published_at_ns`` set to now (just before sending)."""
