@@ -5,19 +5,19 @@ Every test gets its own Redis key prefix and (through ``topics``) its own Kafka 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import redis
-from kafka import KafkaConsumer, TopicPartition
 
 from producer.ingress.ssf import SsfSettings, SsfStore, TransmitterConfig
 from producer.ingress.ssf.testing import TransmitterKey
 from producer.publisher import RevocationPublisher
 from schemas import Envelope, KeySet, SigningKey, TopicNames, decode
+from tests.producer.producer_testkit import read_records
 
 ISSUER = "https://idp.example.com/tenant-1"
 AUDIENCE = "https://revocast.example/ssf"
@@ -80,28 +80,45 @@ def publisher(
     pub.close()
 
 
+@pytest.fixture
+def published(
+    kafka_bootstrap: str, topics: TopicNames, trusted_keys: KeySet
+) -> Callable[..., list[Envelope]]:
+    """``published(expect=N)``: the revocations on this test's events topic."""
+
+    def read(*, expect: int, timeout: float = 10.0) -> list[Envelope]:
+        return read_events(kafka_bootstrap, topics, trusted_keys, expect=expect, timeout=timeout)
+
+    return read
+
+
+@dataclass
+class SsfKit:
+    """What most SSF tests need: transmitter keys, a settings factory (own Redis prefix),
+    the Redis store, a real publisher on this test's topics, and a reader of those topics."""
+
+    keys: dict[str, TransmitterKey]
+    settings: Callable[..., SsfSettings]
+    store: SsfStore
+    publisher: RevocationPublisher
+    published: Callable[..., list[Envelope]]
+
+
+@pytest.fixture
+def kit(
+    tx_keys: dict[str, TransmitterKey],
+    make_settings: Callable[..., SsfSettings],
+    store: SsfStore,
+    publisher: RevocationPublisher,
+    published: Callable[..., list[Envelope]],
+) -> SsfKit:
+    return SsfKit(tx_keys, make_settings, store, publisher, published)
+
+
 def read_events(
     bootstrap: str, topics: TopicNames, keys: KeySet, *, expect: int, timeout: float = 10.0
 ) -> list[Envelope]:
-    """Every revocation on the events topic (heartbeats skipped), waiting for ``expect``."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-    )
-    try:
-        parts = consumer.partitions_for_topic(topics.events) or set()
-        consumer.assign([TopicPartition(topics.events, p) for p in sorted(parts)])
-        consumer.seek_to_beginning()
-        out: list[Envelope] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                out.extend(decode(r.value, keys) for r in records)
-            if len(out) >= expect and (expect > 0 or time.monotonic() > deadline - timeout + 1.5):
-                break
-        return out
-    finally:
-        consumer.close()
+    """The revocations on the events topic, waiting for ``expect`` (``0``: waits the whole
+    ``timeout`` for any, so "nothing was published" is checked, not assumed)."""
+    records = read_records(bootstrap, topics.events, max(expect, 1), timeout)
+    return [decode(r.value, keys) for r in records]

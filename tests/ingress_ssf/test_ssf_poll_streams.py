@@ -28,8 +28,8 @@ from producer.ingress.ssf import (
 from producer.ingress.ssf.testing import TransmitterKey, make_set, session_revoked_set
 from producer.ingress.ssf.vocabulary import CAEP, RISC, STREAM_UPDATED
 from producer.publisher import RevocationPublisher
-from schemas import InfrastructureError, KeySet, SessionRevoked, SigningKey, TopicNames
-from tests.ingress_ssf.conftest import AUDIENCE, PUSH_TOKEN, read_events
+from schemas import InfrastructureError, SessionRevoked, SigningKey, TopicNames
+from tests.ingress_ssf.conftest import AUDIENCE, PUSH_TOKEN, SsfKit
 from tests.ingress_ssf.transmitter_peer import PeerServer, TransmitterPeer
 
 pytestmark = pytest.mark.integration
@@ -56,6 +56,14 @@ def config_for(peer: TransmitterPeer, **overrides: Any) -> TransmitterConfig:
     return TransmitterConfig.model_validate(fields)
 
 
+def poll_stream(kit: SsfKit, peer: TransmitterPeer) -> tuple[TransmitterConfig, SsfSettings]:
+    """A poll stream created at the peer: its configuration (with stream_id) and settings."""
+    config = config_for(peer)
+    with StreamClient(config, kit.settings(config)) as client:
+        stream = config.model_copy(update={"stream_id": client.create().stream_id})
+    return stream, kit.settings(stream, poll_return_immediately=True)
+
+
 def user_set(peer: TransmitterPeer, user: str, **kw: Any) -> str:
     return session_revoked_set(peer.key, iss=peer.issuer, aud=AUDIENCE, user=user, **kw)
 
@@ -65,13 +73,11 @@ def jti_of(token: str) -> str:
 
 
 def test_stream_management_create_read_update_status_verify(
+    kit: SsfKit,
     peer: TransmitterPeer,
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
 ) -> None:
     config = config_for(peer)
-    settings = make_settings(config)
+    settings = kit.settings(config)
     with StreamClient(config, settings) as client:
         created = client.create(description="revocast")
         assert created.iss == peer.issuer
@@ -91,13 +97,13 @@ def test_stream_management_create_read_update_status_verify(
 
         # verification: the receiver asks with a fresh state, the answer comes by poll
         stream = config.model_copy(update={"stream_id": created.stream_id})
-        receiver = SetReceiver(make_settings(stream), store, lambda: publisher)
+        receiver = SetReceiver(kit.settings(stream), kit.store, lambda: kit.publisher)
         try:
             state = receiver.new_verification_state("peer")
             client.verify(state, stream_id=created.stream_id)
             poller = PollClient(receiver, stream)
             deadline = time.monotonic() + 10
-            while "verified_at" not in store.status("peer"):
+            while "verified_at" not in kit.store.status("peer"):
                 assert time.monotonic() < deadline, "no verification event arrived"
                 poller.poll_once()
             poller.poll_once()  # carries the ack
@@ -141,19 +147,13 @@ def test_stream_answers_with_the_wrong_issuer_or_audience_are_refused(
 
 
 def test_poll_acknowledges_after_kafka_reports_set_errs_and_resumes_after_restart(
+    kit: SsfKit,
     peer: TransmitterPeer,
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
-    kafka_bootstrap: str,
-    topics: TopicNames,
-    trusted_keys: KeySet,
     redis_url: str,
 ) -> None:
-    config = config_for(peer)
-    with StreamClient(config, make_settings(config)) as client:
-        sid = client.create().stream_id
-    settings = make_settings(config, poll_return_immediately=True)
+    config, settings = poll_stream(kit, peer)
+    sid = config.stream_id
+    assert sid is not None
     good = [user_set(peer, "alice", session_id="s-1"), user_set(peer, "bob", session_id="s-2")]
     bad = peer.key.sign(
         make_set(
@@ -166,27 +166,27 @@ def test_poll_acknowledges_after_kafka_reports_set_errs_and_resumes_after_restar
     for token in [*good, bad]:
         peer.emit(sid, token)
 
-    receiver = SetReceiver(settings, store, lambda: publisher)
-    poller = PollClient(receiver, config.model_copy(update={"stream_id": sid}))
+    receiver = SetReceiver(settings, kit.store, lambda: kit.publisher)
+    poller = PollClient(receiver, config)
     first = poller.poll_once()
     assert sorted(first.applied) == sorted(jti_of(t) for t in good)
     assert first.refused == [jti_of(bad)]
     assert peer.acked == []  # acknowledgements go out with the next poll
-    events = read_events(kafka_bootstrap, topics, trusted_keys, expect=2)
+    events = kit.published(expect=2)
     assert sorted(e.event.session_id for e in events if isinstance(e.event, SessionRevoked)) == [
         "s-1",
         "s-2",
     ]
-    acks, errs = store.pending("peer")
+    acks, errs = kit.store.pending("peer")
     assert sorted(acks) == sorted(jti_of(t) for t in good)
     assert errs[jti_of(bad)]["err"] == "invalid_audience"
     poller.close()
     receiver.close()
 
     # a restart: a new receiver and poll client find the pending acks in Redis
-    restarted_store = SsfStore.from_url(redis_url, store.prefix)
-    receiver = SetReceiver(settings, restarted_store, lambda: publisher)
-    poller = PollClient(receiver, config.model_copy(update={"stream_id": sid}))
+    restarted_store = SsfStore.from_url(redis_url, kit.store.prefix)
+    receiver = SetReceiver(settings, restarted_store, lambda: kit.publisher)
+    poller = PollClient(receiver, config)
     second = poller.poll_once()
     assert sorted(second.acked) == sorted(jti_of(t) for t in good)
     assert sorted(peer.acked) == sorted(jti_of(t) for t in good)
@@ -199,20 +199,14 @@ def test_poll_acknowledges_after_kafka_reports_set_errs_and_resumes_after_restar
 
 
 def test_poll_leaves_a_set_unacknowledged_while_the_broker_is_down(
+    kit: SsfKit,
     peer: TransmitterPeer,
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
     signing_key: SigningKey,
-    kafka_bootstrap: str,
     topics: TopicNames,
-    trusted_keys: KeySet,
 ) -> None:
-    config = config_for(peer)
-    with StreamClient(config, make_settings(config)) as client:
-        sid = client.create().stream_id
-    stream = config.model_copy(update={"stream_id": sid})
-    settings = make_settings(stream, poll_return_immediately=True)
+    stream, settings = poll_stream(kit, peer)
+    sid = stream.stream_id
+    assert sid is not None
     token = user_set(peer, "carol", session_id="s-c")
     peer.emit(sid, token)
 
@@ -221,15 +215,15 @@ def test_poll_leaves_a_set_unacknowledged_while_the_broker_is_down(
             "127.0.0.1:1", topics, signing_key, connect_timeout=1, delivery_timeout=1
         )
 
-    down = SetReceiver(settings, store, unreachable)
+    down = SetReceiver(settings, kit.store, unreachable)
     with pytest.raises(InfrastructureError):
         PollClient(down, stream).poll_once()
     down.close()
-    assert store.pending("peer") == ([], {})
+    assert kit.store.pending("peer") == ([], {})
     assert jti_of(token) in peer.queue  # still held by the transmitter
 
     # the loop: runs in a thread, publishes, acknowledges, stops when told
-    receiver = SetReceiver(settings, store, lambda: publisher)
+    receiver = SetReceiver(settings, kit.store, lambda: kit.publisher)
     poller = PollClient(receiver, stream)
     stop = threading.Event()
     loop = threading.Thread(target=poller.run, args=(stop,), daemon=True)
@@ -241,7 +235,7 @@ def test_poll_leaves_a_set_unacknowledged_while_the_broker_is_down(
     stop.set()
     loop.join(10)
     assert not loop.is_alive()
-    [env] = read_events(kafka_bootstrap, topics, trusted_keys, expect=1)
+    [env] = kit.published(expect=1)
     assert isinstance(env.event, SessionRevoked)
     assert env.event.session_id == "s-c"
     poller.close()
@@ -249,17 +243,12 @@ def test_poll_leaves_a_set_unacknowledged_while_the_broker_is_down(
 
 
 def test_push_stream_created_verified_and_paused_through_the_transmitter(
+    kit: SsfKit,
     peer: TransmitterPeer,
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
-    kafka_bootstrap: str,
-    topics: TopicNames,
-    trusted_keys: KeySet,
 ) -> None:
     config = config_for(peer, delivery="push", push_token=PUSH_TOKEN)
-    settings = make_settings(config)  # JWKS by discovery over HTTP
-    with PushServer(settings, publisher, store=store) as server:
+    settings = kit.settings(config)  # JWKS by discovery over HTTP
+    with PushServer(settings, kit.publisher, store=kit.store) as server:
         registered = config.model_copy(update={"push_endpoint_url": server.push_url("peer")})
         with StreamClient(registered, settings) as client:
             created = client.create()
@@ -271,15 +260,15 @@ def test_push_stream_created_verified_and_paused_through_the_transmitter(
             assert time.monotonic() < deadline, "the verification event was not pushed"
             time.sleep(0.05)
         assert peer.pushed[0][0] == 202, peer.pushed
-        assert "verified_at" in store.status("peer")
+        assert "verified_at" in kit.store.status("peer")
         paused = peer.sign(
             {STREAM_UPDATED: {"status": "disabled", "reason": "inactivity"}},
             {"format": "opaque", "id": created.stream_id},
         )
         peer.emit(created.stream_id, paused)
-        assert store.status("peer")["status"] == "disabled"
+        assert kit.store.status("peer")["status"] == "disabled"
         peer.emit(created.stream_id, user_set(peer, "dave", session_id="s-d"))
         assert [code for code, _ in peer.pushed] == [202, 202, 202]
-    [env] = read_events(kafka_bootstrap, topics, trusted_keys, expect=1)
+    [env] = kit.published(expect=1)
     assert isinstance(env.event, SessionRevoked)
     assert env.event.session_id == "s-d"

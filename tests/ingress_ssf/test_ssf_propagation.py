@@ -20,11 +20,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consumers import RevocationConsumer, RevokedTokenError, Verifier
-from producer.ingress.ssf import PushServer, SsfSettings, SsfStore
-from producer.ingress.ssf.testing import TransmitterKey, session_revoked_set
-from producer.publisher import RevocationPublisher
+from producer.ingress.ssf import PushServer
+from producer.ingress.ssf.testing import session_revoked_set
 from schemas import Envelope, KeySet, TopicNames
-from tests.ingress_ssf.conftest import AUDIENCE, ISSUER, PUSH_TOKEN, transmitter
+from tests.ingress_ssf.conftest import AUDIENCE, ISSUER, PUSH_TOKEN, SsfKit, transmitter
 
 pytestmark = pytest.mark.integration
 
@@ -61,18 +60,15 @@ class Applied:
 
 
 def test_caep_session_revoked_rejects_the_users_tokens_in_every_service(
-    tx_keys: dict[str, TransmitterKey],
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
+    kit: SsfKit,
     kafka_bootstrap: str,
     topics: TopicNames,
     trusted_keys: KeySet,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     idp_key = Ed25519PrivateKey.generate()  # the IdP's token-signing key
-    tx = tx_keys["EdDSA"]
-    settings = make_settings(transmitter([tx]))
+    tx = kit.keys["EdDSA"]
+    settings = kit.settings(transmitter([tx]))
     issued = int(time.time()) - 5
 
     def token(sub: str, sid: str) -> str:
@@ -111,7 +107,7 @@ def test_caep_session_revoked_rejects_the_users_tokens_in_every_service(
             for t in (alice, other_session, bystander):
                 v.verify(t)
 
-        with PushServer(settings, publisher, store=store) as server, httpx.Client() as http:
+        with PushServer(settings, kit.publisher, store=kit.store) as server, httpx.Client() as http:
             url = server.push_url("idp")
 
             def push(set_token: str) -> tuple[str, float]:

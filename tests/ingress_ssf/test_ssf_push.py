@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,12 +19,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from starlette.applications import Starlette
 
-from producer.ingress.ssf import PushServer, SsfIngress, SsfSettings, SsfStore
+from producer.ingress.ssf import PushServer, SsfIngress
 from producer.ingress.ssf.testing import TransmitterKey, make_set, session_revoked_set
 from producer.ingress.ssf.vocabulary import CAEP, RISC, STREAM_UPDATED, VERIFICATION
 from producer.publisher import RevocationPublisher
-from schemas import KeySet, SessionRevoked, SigningKey, SubjectOffboarded, TopicNames
-from tests.ingress_ssf.conftest import AUDIENCE, ISSUER, PUSH_TOKEN, read_events, transmitter
+from schemas import SessionRevoked, SigningKey, SubjectOffboarded, TopicNames
+from tests.ingress_ssf.conftest import AUDIENCE, ISSUER, PUSH_TOKEN, SsfKit, transmitter
 from tests.producer.producer_testkit import ApiServer
 
 pytestmark = pytest.mark.integration
@@ -39,25 +38,19 @@ def post(url: str, body: str | bytes, headers: dict[str, str] | None = None) -> 
 
 @pytest.mark.parametrize("alg", ["RS256", "ES256", "EdDSA"])
 def test_push_publishes_once_kafka_acknowledged(
+    kit: SsfKit,
     alg: str,
-    tx_keys: dict[str, TransmitterKey],
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
-    kafka_bootstrap: str,
-    topics: TopicNames,
-    trusted_keys: KeySet,
 ) -> None:
-    settings = make_settings(transmitter(list(tx_keys.values())))
+    settings = kit.settings(transmitter(list(kit.keys.values())))
     token = session_revoked_set(
-        tx_keys[alg], iss=ISSUER, aud=AUDIENCE, user="alice", session_id="s-42", txn="txn-7"
+        kit.keys[alg], iss=ISSUER, aud=AUDIENCE, user="alice", session_id="s-42", txn="txn-7"
     )
     jti = jwt.decode(token, options={"verify_signature": False})["jti"]
-    with PushServer(settings, publisher, store=store) as server:
+    with PushServer(settings, kit.publisher, store=kit.store) as server:
         response = post(server.push_url("idp"), token)
     assert response.status_code == 202, response.text
     assert response.content == b""
-    [env] = read_events(kafka_bootstrap, topics, trusted_keys, expect=1)
+    [env] = kit.published(expect=1)
     event = env.event
     assert isinstance(event, SessionRevoked)
     assert (event.session_id, event.subject.id) == ("s-42", "alice")
@@ -66,7 +59,7 @@ def test_push_publishes_once_kafka_acknowledged(
     assert (event.source.ref, event.source.txn) == (jti, "txn-7")
     assert event.source.toe is not None
     assert event.source.received_at is not None
-    assert store.seen("idp", jti)
+    assert kit.store.seen("idp", jti)
 
 
 def _hs256_with_public_key(key: TransmitterKey, claims: dict[str, Any]) -> str:
@@ -84,16 +77,10 @@ def _hs256_with_public_key(key: TransmitterKey, claims: dict[str, Any]) -> str:
 
 
 def test_every_bad_input_gets_its_err_and_publishes_nothing(
-    tx_keys: dict[str, TransmitterKey],
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
-    kafka_bootstrap: str,
-    topics: TopicNames,
-    trusted_keys: KeySet,
+    kit: SsfKit,
 ) -> None:
-    rsa = tx_keys["RS256"]
-    settings = make_settings(transmitter([rsa]))
+    rsa = kit.keys["RS256"]
+    settings = kit.settings(transmitter([rsa]))
     now = int(time.time())
     user = {"format": "iss_sub", "iss": ISSUER, "sub": "alice"}
 
@@ -158,7 +145,7 @@ def test_every_bad_input_gets_its_err_and_publishes_nothing(
         ),
         ("malformed", b"{not a jwt", HEADERS, "invalid_request"),
     ]
-    with PushServer(settings, publisher, store=store) as server:
+    with PushServer(settings, kit.publisher, store=kit.store) as server:
         for what, body, headers, err in cases:
             response = post(server.push_url("idp"), body, headers)
             assert response.status_code == 400, (what, response.text)
@@ -168,20 +155,14 @@ def test_every_bad_input_gets_its_err_and_publishes_nothing(
             assert PUSH_TOKEN not in answer["description"]
         unknown = post(f"{server.url}/ssf/v1/push/nobody", rsa.sign(claims()))
         assert unknown.json()["err"] == "authentication_failed"
-    assert read_events(kafka_bootstrap, topics, trusted_keys, expect=0, timeout=3) == []
+    assert kit.published(expect=0, timeout=3) == []
 
 
 def test_duplicate_jti_is_accepted_once(
-    tx_keys: dict[str, TransmitterKey],
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
-    kafka_bootstrap: str,
-    topics: TopicNames,
-    trusted_keys: KeySet,
+    kit: SsfKit,
 ) -> None:
-    ed = tx_keys["EdDSA"]
-    settings = make_settings(transmitter([ed]))
+    ed = kit.keys["EdDSA"]
+    settings = kit.settings(transmitter([ed]))
     token = ed.sign(
         make_set(
             iss=ISSUER,
@@ -190,11 +171,11 @@ def test_duplicate_jti_is_accepted_once(
             sub_id={"format": "email", "email": "Bob@Example.com"},
         )
     )
-    with PushServer(settings, publisher, store=store) as server:
+    with PushServer(settings, kit.publisher, store=kit.store) as server:
         codes = [post(server.push_url("idp"), token).status_code for _ in range(3)]
     assert codes == [202, 202, 202]
     time.sleep(1)
-    events = read_events(kafka_bootstrap, topics, trusted_keys, expect=1, timeout=4)
+    events = kit.published(expect=1, timeout=4)
     assert len(events) == 1
     event = events[0].event
     assert isinstance(event, SubjectOffboarded)
@@ -204,57 +185,46 @@ def test_duplicate_jti_is_accepted_once(
 
 
 def test_broker_down_answers_503_and_the_retry_publishes(
-    tx_keys: dict[str, TransmitterKey],
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
+    kit: SsfKit,
     signing_key: SigningKey,
     topics: TopicNames,
-    kafka_bootstrap: str,
-    trusted_keys: KeySet,
 ) -> None:
-    es = tx_keys["ES256"]
-    settings = make_settings(transmitter([es]))
+    es = kit.keys["ES256"]
+    settings = kit.settings(transmitter([es]))
     token = session_revoked_set(es, iss=ISSUER, aud=AUDIENCE, user="carol", session_id="s-9")
     jti = jwt.decode(token, options={"verify_signature": False})["jti"]
 
     def unreachable() -> RevocationPublisher:
-        # a real publisher to a port where no broker listens
+        # a real kit.publisher to a port where no broker listens
         return RevocationPublisher(
             "127.0.0.1:1", topics, signing_key, connect_timeout=1, delivery_timeout=1
         )
 
-    down = SsfIngress(settings, unreachable, store=store)
+    down = SsfIngress(settings, unreachable, store=kit.store)
     with ApiServer(Starlette(routes=[down.mount()])) as server:
         response = post(f"{server.url}/ssf/v1/push/idp", token)
     down.close()
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "5"
-    assert not store.seen("idp", jti)  # nothing acknowledged, nothing marked
-    with PushServer(settings, publisher, store=store) as server:
+    assert not kit.store.seen("idp", jti)  # nothing acknowledged, nothing marked
+    with PushServer(settings, kit.publisher, store=kit.store) as server:
         assert post(server.push_url("idp"), token).status_code == 202
-    [env] = read_events(kafka_bootstrap, topics, trusted_keys, expect=1)
+    [env] = kit.published(expect=1)
     assert isinstance(env.event, SessionRevoked)
     assert env.event.session_id == "s-9"
 
 
 def test_control_events_verification_and_stream_updated(
-    tx_keys: dict[str, TransmitterKey],
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
-    kafka_bootstrap: str,
-    topics: TopicNames,
-    trusted_keys: KeySet,
+    kit: SsfKit,
 ) -> None:
-    ed = tx_keys["EdDSA"]
-    settings = make_settings(transmitter([ed], stream_id="stream-1"))
+    ed = kit.keys["EdDSA"]
+    settings = kit.settings(transmitter([ed], stream_id="stream-1"))
     stream = {"format": "opaque", "id": "stream-1"}
 
     def control(uri: str, payload: dict[str, Any], sub: dict[str, Any] = stream) -> str:
         return ed.sign(make_set(iss=ISSUER, aud=AUDIENCE, events={uri: payload}, sub_id=sub))
 
-    with PushServer(settings, publisher, store=store) as server:
+    with PushServer(settings, kit.publisher, store=kit.store) as server:
         url = server.push_url("idp")
         state = server.ingress.receiver.new_verification_state("idp")
         wrong = post(url, control(VERIFICATION, {"state": "forged"}))
@@ -263,16 +233,16 @@ def test_control_events_verification_and_stream_updated(
         other = post(url, control(VERIFICATION, {"state": state}, {"format": "opaque", "id": "x"}))
         assert other.json()["err"] == "invalid_request"
         assert post(url, control(VERIFICATION, {"state": state})).status_code == 202
-        assert "verified_at" in store.status("idp")
+        assert "verified_at" in kit.store.status("idp")
         paused = control(STREAM_UPDATED, {"status": "paused", "reason": "maintenance\nwindow"})
         assert post(url, paused).status_code == 202
-        status = store.status("idp")
+        status = kit.store.status("idp")
         assert status["status"] == "paused"
         assert status["reason"] == "maintenance\\nwindow"  # escaped: one log line, one field
         bogus = post(url, control(STREAM_UPDATED, {"status": "exploded"}))
         assert bogus.json()["err"] == "invalid_request"
         assert post(url, control(STREAM_UPDATED, {"status": "enabled"})).status_code == 202
-        assert store.status("idp")["status"] == "enabled"
+        assert kit.store.status("idp")["status"] == "enabled"
         # known, not applied types and unknown types: 202, nothing published
         user = {"format": "email", "email": "dave@example.com"}
         for uri in (
@@ -281,22 +251,19 @@ def test_control_events_verification_and_stream_updated(
             "https://vendor.example/event-type/whatever",
         ):
             assert post(url, control(uri, {}, user)).status_code == 202, uri
-    assert read_events(kafka_bootstrap, topics, trusted_keys, expect=0, timeout=3) == []
+    assert kit.published(expect=0, timeout=3) == []
 
 
 def test_disabled_transmitter_and_poll_transmitter_are_denied(
-    tx_keys: dict[str, TransmitterKey],
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
+    kit: SsfKit,
 ) -> None:
-    ed = tx_keys["EdDSA"]
-    settings = make_settings(
+    ed = kit.keys["EdDSA"]
+    settings = kit.settings(
         transmitter([ed], name="off", enabled=False),
         transmitter([ed], name="poller", issuer="https://other.example", delivery="poll"),
     )
     token = session_revoked_set(ed, iss=ISSUER, aud=AUDIENCE, user="erin")
-    with PushServer(settings, publisher, store=store) as server:
+    with PushServer(settings, kit.publisher, store=kit.store) as server:
         for name in ("off", "poller"):
             response = post(server.push_url(name), token)
             assert response.status_code == 400
@@ -304,14 +271,9 @@ def test_disabled_transmitter_and_poll_transmitter_are_denied(
 
 
 def test_push_is_mounted_in_the_http_api(
-    tx_keys: dict[str, TransmitterKey],
-    make_settings: Callable[..., SsfSettings],
-    store: SsfStore,
-    publisher: RevocationPublisher,
+    kit: SsfKit,
     signing_key: SigningKey,
     kafka_bootstrap: str,
-    topics: TopicNames,
-    trusted_keys: KeySet,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from producer.api import create_app
@@ -319,12 +281,12 @@ def test_push_is_mounted_in_the_http_api(
 
     for name in ProducerSettings.model_fields:
         monkeypatch.delenv(f"REVOCAST_{name.upper()}", raising=False)
-    ed = tx_keys["EdDSA"]
-    ssf = make_settings(transmitter([ed]))
+    ed = kit.keys["EdDSA"]
+    ssf = kit.settings(transmitter([ed]))
     app = create_app(
         ProducerSettings.load(bootstrap_servers=kafka_bootstrap),
         signer=signing_key,
-        publisher=publisher,
+        publisher=kit.publisher,
         warm_up=False,
         ssf=ssf,
     )
@@ -334,6 +296,6 @@ def test_push_is_mounted_in_the_http_api(
         assert response.status_code == 202, response.text
         refused = post(f"{server.url}/ssf/v1/push/idp", token, {**HEADERS, "Authorization": ""})
         assert refused.json()["err"] == "authentication_failed"
-    [env] = read_events(kafka_bootstrap, topics, trusted_keys, expect=1)
+    [env] = kit.published(expect=1)
     assert isinstance(env.event, SubjectOffboarded)
     assert env.event.subject.id == "frank"
