@@ -272,3 +272,31 @@ def test_push_stream_created_verified_and_paused_through_the_transmitter(
     [env] = kit.published(expect=1)
     assert isinstance(env.event, SessionRevoked)
     assert env.event.session_id == "s-d"
+
+
+def test_keys_by_discovery_rotation_and_size_limit(peer: TransmitterPeer, kit: SsfKit) -> None:
+    """The JWKS comes from the issuer's metadata; a new kid triggers a refetch; a JWKS over
+    the size limit is refused (503 for push: retriable), never partly read."""
+    config = config_for(peer, delivery="push", push_token=PUSH_TOKEN)
+    settings = kit.settings(config, jwks_min_refresh=0)
+    receiver = SetReceiver(settings, kit.store, lambda: kit.publisher)
+    try:
+        first = user_set(peer, "henry")
+        assert receiver.receive("peer", first).status == "applied"
+        rotated = TransmitterKey.generate("EdDSA", kid="peer-2")
+        peer.extra_keys = [rotated.public_jwk()]
+        token = session_revoked_set(rotated, iss=peer.issuer, aud=AUDIENCE, user="ida")
+        assert receiver.receive("peer", token).status == "applied"
+    finally:
+        receiver.close()
+    small = kit.settings(config, max_document_bytes=1024, jwks_min_refresh=0)
+    peer.extra_keys = [
+        TransmitterKey.generate("RS256", kid=f"pad-{i}").public_jwk() for i in range(4)
+    ]
+    receiver = SetReceiver(small, kit.store, lambda: kit.publisher)
+    try:
+        with pytest.raises(TransmitterUnavailableError, match="larger than 1024 bytes"):
+            receiver.receive("peer", user_set(peer, "jack"))
+    finally:
+        receiver.close()
+    assert len(kit.published(expect=2)) == 2

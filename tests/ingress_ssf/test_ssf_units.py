@@ -472,6 +472,8 @@ def test_settings_from_env_redact_secrets(monkeypatch: pytest.MonkeyPatch) -> No
         ({"apply_events": ["no-such-event"]}, "unknown event type"),
         ({"apply_optional": ["session-revoked"]}, "not optional"),
         ({"audience": []}, "audience"),
+        ({"max_credential_lifetime": "400d"}, "at most"),
+        ({"clock_skew": "2h"}, "at most"),
     ],
 )
 def test_settings_errors_name_the_field(

@@ -52,6 +52,7 @@ class TransmitterPeer:
         self.set_errs: dict[str, dict[str, str]] = {}
         self.pushed: list[tuple[int, str]] = []  # (status, body) of each push
         self.poll_requests: list[dict[str, Any]] = []
+        self.extra_keys: list[dict[str, Any]] = []  # published beside the signing key
         self.lock = threading.Lock()
         self.app = Starlette(
             routes=[
@@ -118,7 +119,7 @@ class TransmitterPeer:
         )
 
     async def jwks(self, request: Request) -> Response:
-        return JSONResponse(self.key.jwks())
+        return JSONResponse({"keys": [self.key.public_jwk(), *self.extra_keys]})
 
     async def stream(self, request: Request) -> Response:
         if not self._authorized(request):

@@ -216,6 +216,13 @@ class TransmitterConfig(BaseModel):
                 f"transmitter {self.name!r}: push delivery needs push_token (the bearer token "
                 "the transmitter sends; put it in the stream's authorization_header)"
             )
+        for name, limit in (
+            ("max_credential_lifetime", timedelta(days=366)),
+            ("max_set_age", timedelta(days=30)),
+            ("clock_skew", timedelta(hours=1)),
+        ):
+            if getattr(self, name) > limit:
+                raise ValueError(f"transmitter {self.name!r}: {name} must be at most {limit}")
         if self.jwks is not None and self.jwks_url is not None:
             raise ValueError(f"transmitter {self.name!r}: set jwks or jwks_url, not both")
         if self.jwks is not None and not isinstance(self.jwks.get("keys"), list):
