@@ -300,3 +300,39 @@ def test_keys_by_discovery_rotation_and_size_limit(peer: TransmitterPeer, kit: S
     finally:
         receiver.close()
     assert len(kit.published(expect=2)) == 2
+
+
+def test_poll_loop_backs_off_boundedly_and_stops_when_told(
+    kit: SsfKit, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a loopback port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = TransmitterConfig.model_validate(
+        {
+            "name": "gone",
+            "issuer": "https://gone.example",
+            "audience": [AUDIENCE],
+            "delivery": "poll",
+            "jwks": {"keys": []},
+            "poll_url": f"http://127.0.0.1:{port}/poll",
+        }
+    )
+    settings = kit.settings(config, poll_backoff_min=0.05, poll_backoff_max=0.4)
+    receiver = SetReceiver(settings, kit.store, lambda: kit.publisher)
+    poller = PollClient(receiver, config)
+    stop = threading.Event()
+    loop = threading.Thread(target=poller.run, args=(stop,), daemon=True)
+    with caplog.at_level("WARNING", logger="producer.ingress.ssf"):
+        loop.start()
+        time.sleep(2.0)
+        stop.set()
+        loop.join(5)
+    assert not loop.is_alive()
+    failures = [r for r in caplog.records if "poll from gone failed" in r.getMessage()]
+    # 0.05, 0.1, 0.2, 0.4, 0.4, ... (+-20%): a handful in 2 s, not a tight loop, not none
+    assert 2 <= len(failures) <= 12, len(failures)
+    poller.close()
+    receiver.close()

@@ -149,8 +149,10 @@ class PollClient:
         while not stop.is_set():
             try:
                 result = self.poll_once()
-            except InfrastructureError as exc:
+            except Exception as exc:  # a long-running loop never dies silently: log, back off
                 wait = min(delay, self.settings.poll_backoff_max) * random.uniform(0.8, 1.2)
+                if not isinstance(exc, InfrastructureError):
+                    log.exception("poll from %s failed unexpectedly", self.config.name)
                 log.warning(
                     "poll from %s failed (%s); next try in %.1f s", self.config.name, exc, wait
                 )
