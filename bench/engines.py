@@ -65,24 +65,27 @@ class Engine:
     """Why it cannot run here, when ``available`` is false."""
 
 
-def _engine_modules() -> list[str] | None:
-    """Module names under ``consumers.engines``, or None when that package does not exist."""
+def _consumers_dir() -> Path | None:
     spec = importlib.util.find_spec("consumers")
     if spec is None or not spec.submodule_search_locations:
         return None
-    root = Path(next(iter(spec.submodule_search_locations))) / "engines"
-    if not (root / "__init__.py").is_file():
-        return None
-    return sorted(m.name for m in pkgutil.iter_modules([str(root)]) if not m.name.startswith("_"))
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def engine_names() -> list[str]:
-    """Every engine the consumers package ships (available here or not), reference first."""
-    modules = _engine_modules()
-    if modules is None:
+    """Every engine the consumers package ships (available here or not), reference first:
+    one per module of ``consumers/engines/``, plus faust while it is ``consumers/faust_app``;
+    without an engines package, the original two."""
+    root = _consumers_dir()
+    engines_dir = root / "engines" if root is not None else None
+    if engines_dir is None or not (engines_dir / "__init__.py").is_file():
         names = ["kafka-python", "faust"]
     else:
+        modules = [m.name for m in pkgutil.iter_modules([str(engines_dir)])
+                   if not m.name.startswith("_")]
         names = [m.replace("_", "-") for m in modules if m.replace("_", "-") in _KNOWN]
+        if root is not None and (root / "faust_app.py").is_file() and "faust" not in names:
+            names.append("faust")
     order = list(_KNOWN)
     return sorted(names, key=lambda n: order.index(n) if n in order else len(order))
 
@@ -92,6 +95,9 @@ def _make(name: str) -> Engine:
     if importlib.util.find_spec(module) is None:
         extra = " (pip install 'revocast[fast]')" if name == "confluent" else ""
         return Engine(name, bare, short, False, f"Python module {module!r} not installed{extra}")
+    if name not in ("kafka-python", "faust") and not settings_select_engine():
+        return Engine(name, bare, short, False,
+                      "the consumers package has no engine setting (REVOCAST_ENGINE) to run it")
     return Engine(name, bare, short, True)
 
 

@@ -9,7 +9,8 @@ session-revoked SETs by push. For every request:
 * ``request_to_answer``: from the request leaving to the IdP holding the answer (the
   endpoint answers only after Kafka acknowledged the revocation);
 * ``request_to_in_force_everywhere``: from the request leaving to the last of the N
-  services having applied the revocation (the services' receipts, ``applied_at_ns``).
+  services having applied the revocation (what the services report: per-event receipts or
+  watermarks, :class:`bench.receipts.Applied`).
 
 Both clocks are this host's ``time.time_ns``. Requests are sequential: the figures are
 per-request latencies at a light load, not a throughput test.
@@ -54,7 +55,7 @@ def run_from_idp(ctx: SweepContext, *, n: int, count: int, rate: float) -> dict[
             try:
                 users = [(scim.provision(f"bench-user-{i}"), f"bench-user-{i}")
                          for i in range(count)]
-                base = reader.total_written()
+                reader.read_to_end(timeout=15)
                 requests = _paced(count, rate, lambda i: scim.deactivate(*users[i]))
                 task.update(count)
                 requests += _paced(count, rate, lambda i: ssf.session_revoked(
@@ -63,10 +64,10 @@ def run_from_idp(ctx: SweepContext, *, n: int, count: int, rate: float) -> dict[
             finally:
                 scim.close()
                 ssf.close()
-        expected = n * sum(len(r.published) for r in requests)
-        drain = reader.wait_written(base, expected, timeout=ctx.plan.drain_timeout,
-                                    stall=ctx.plan.stall_timeout)
-        receipts = reader.read_to_end(timeout=60)
+        positions = {p.event_id: (p.partition, p.offset) for r in requests for p in r.published}
+        drain, applied = reader.wait_applied(positions, group.spec.services,
+                                             timeout=ctx.plan.drain_timeout,
+                                             stall=ctx.plan.stall_timeout)
         task.done()
     finally:
         if recorder is not None:
@@ -88,10 +89,7 @@ def run_from_idp(ctx: SweepContext, *, n: int, count: int, rate: float) -> dict[
         mine = [r for r in requests if r.kind == kind]
         sent = {p.event_id: r.sent_ns for r in mine for p in r.published}
         result = in_force_everywhere(
-            sent,
-            ((rc.event_id, rc.service, rc.applied_at_ns - sent[rc.event_id])
-             for rc in receipts if rc.event_id in sent),
-            group.spec.services,
+            sent, applied.latencies(sent, positions, group.spec.services), group.spec.services
         )
         out[label] = {
             "request": "PATCH /scim/v2/Users/{id} active=false" if label == "scim"

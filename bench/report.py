@@ -490,7 +490,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"{env.get('kafka_version')} ({env.get('services_source')}), kafka-python "
         f"{env.get('kafka_python')}, faust-streaming {env.get('faust')}; all traffic on "
         "127.0.0.1; every service, the broker and the harness share the same cores "
-        f"(load average at start: {env.get('loadavg_at_start')}). Run time "
+        f"(1-minute load average at start {env.get('loadavg_at_start')}, at the end "
+        f"{env.get('loadavg_at_end')}; per step in results.json). Run time "
         f"{_fmt(results.get('timings_s', {}).get('total'), 1)} s."
     )
     add("")

@@ -695,6 +695,7 @@ def run_benchmark(
     results["profiles"] = sorted(p.name for p in out_dir.glob("profile-*"))
     timings["total"] = round(time.monotonic() - begin, 2)
     results["timings_s"] = timings
+    results["environment"]["loadavg_at_end"] = round(os.getloadavg()[0], 2)
     problems = report.validate_results(results)
     if problems:
         errors.extend(f"results shape: {p}" for p in problems)

@@ -6,10 +6,10 @@ environment exactly as a deployment would be.
 
 Each process is a different service (``svc1`` ... ``svcN``), so "in force
 everywhere" means "applied by all N". Ready means *applied*: the harness
-publishes a probe revocation every second and waits until every service has sent
-a receipt for one. That covers the consumer's own catch-up, a faust worker's
-group join, and the receipt path, so the first measured event never waits for a
-service that is still starting.
+publishes a probe revocation every second and waits until every service has
+reported one applied (a receipt, or a watermark past its offset). That covers the
+consumer's own catch-up, a faust worker's group join, and the report path, so the
+first measured event never waits for a service that is still starting.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.engines import engine, engine_command
 from bench.processes import Child, Children
-from bench.receipts import ReceiptReader
+from bench.receipts import Applied, ReceiptReader
 from producer import RevocationPublisher
 from schemas import SessionRevoked, Subject, SubjectKind, TopicNames, in_seconds
 
@@ -102,7 +102,8 @@ class ServiceGroup:
         """Probe until every service has applied a probe; returns the seconds it took."""
         begin = time.monotonic()
         deadline = begin + timeout
-        probe_ids: set[uuid.UUID] = set()
+        probes: dict[uuid.UUID, tuple[int, int]] = {}
+        applied = Applied()
         ready: set[str] = set()
         wanted = set(self.spec.services)
         next_probe = begin
@@ -117,12 +118,14 @@ class ServiceGroup:
                         reason="bench readiness probe",
                     )
                 )
-                probe_ids.add(published.event_id)
+                probes[published.event_id] = (published.partition, published.offset)
                 self.probes += 1
                 next_probe = now + 1.0
-            for receipt in reader.poll(0.2):
-                if receipt.event_id in probe_ids and receipt.service in wanted:
-                    ready.add(receipt.service)
+            for report in reader.poll(0.2):
+                applied.add(report)
+            ready |= {s for s in wanted - ready
+                      if any(applied.applied_ns(s, e, pos) is not None
+                             for e, pos in probes.items())}
             if on_progress is not None:
                 on_progress(len(ready))
             if ready >= wanted:

@@ -225,13 +225,11 @@ def _warm_up(
     """Publish ``step`` and wait for its receipts; nothing is recorded."""
     task = ctx.ui.task(f"{engine} N={n}: warm-up ({step.label}/s, not recorded)",
                        total=step.planned_events)
-    base = reader.total_written()
     factory = EventFactory(f"{group.spec.prefix}-warmup", seed=ctx.plan.seed)
     outcome = publish_paced(publisher, step, factory, max_batch=ctx.plan.max_batch,
                             on_progress=task.update)
-    reader.wait_written(base, n * len(outcome.published), timeout=ctx.plan.drain_timeout,
-                        stall=ctx.plan.stall_timeout)
-    reader.read_to_end(timeout=30)
+    reader.wait_applied(outcome.positions, group.spec.services,
+                        timeout=ctx.plan.drain_timeout, stall=ctx.plan.stall_timeout)
     task.done()
 
 
@@ -298,6 +296,8 @@ def step_entry(
             round(services_s / (n * events) * 1e6, 1) if events else None
         ),
         "hdr_in_force_us": result.everywhere.encoded(),
+        # The machine is shared: how busy it was, as the step ended (1-minute average).
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -315,7 +315,7 @@ def _run_step(
     headline = (n, step.rate) == plan.headline
     services = group.spec.services
     factory = EventFactory(f"{group.spec.prefix}-r{step.label}", seed=plan.seed + n)
-    base = reader.total_written()
+    reader.read_to_end(timeout=15)  # reports of earlier steps: not this step's
 
     spy = None
     spy_out = ctx.out_dir / f"profile-service-{engine}.collapsed.txt"
@@ -332,11 +332,11 @@ def _run_step(
     outcome = publish_paced(
         publisher, step, factory, max_batch=plan.max_batch, on_progress=task.update
     )
-    expected = n * len(outcome.published)
-    task.reset(f"{engine} N={n} R={step.label}: waiting for receipts", total=expected)
-    drain = reader.wait_written(
-        base,
-        expected,
+    task.reset(f"{engine} N={n} R={step.label}: waiting until every service applied it",
+               total=n)
+    drain, applied = reader.wait_applied(
+        outcome.positions,
+        services,
         timeout=plan.drain_timeout,
         stall=plan.stall_timeout,
         on_progress=task.update,
@@ -346,12 +346,10 @@ def _run_step(
     if bare_client is not None:
         time.sleep(0.3)  # one status period: the bare client has written its latest count
         bare_after = bare_client.read()
-    task.reset(f"{engine} N={n} R={step.label}: reading receipts", total=None)
-    receipts = reader.read_to_end(timeout=120)
     task.done()
     result = in_force_everywhere(
         outcome.published,
-        ((r.event_id, r.service, r.latency_ns) for r in receipts),
+        applied.latencies(outcome.published, outcome.positions, services),
         services,
         keep_raw=headline,
     )

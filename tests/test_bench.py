@@ -117,6 +117,53 @@ def test_receipts_for_other_events_services_and_duplicates_are_ignored():
     assert result.everywhere.summary()["max_ms"] == 1.0
 
 
+T0 = 1_795_000_000_000_000_000  # an instant of 2026, in ns
+
+
+def _watermark(service: str, offsets: dict[int, int], at_ns: int):
+    from schemas import Watermark
+
+    return Watermark(service=service, instance=f"{service}-1", topic="t.revocast.events",
+                     offsets=offsets, applied_at_ns=T0 + at_ns, started_at_ns=T0, ready=True)
+
+
+def test_watermarks_give_each_event_the_time_of_the_first_one_past_its_offset():
+    from bench.receipts import Applied
+
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    positions = {a: (0, 4), b: (0, 5), c: (1, 0)}
+    applied = Applied()
+    applied.add(_watermark("svc1", {0: 5, 1: 0}, 100))  # covers offsets 0..4 of p0: a only
+    assert applied.applied_ns("svc1", a, (0, 4)) == T0 + 100
+    assert applied.applied_ns("svc1", b, (0, 5)) is None  # the batch edge: not yet
+    assert not applied.covers("svc1", positions)
+    applied.add(_watermark("svc1", {0: 5, 1: 0}, 150))  # idle repeat: changes nothing
+    applied.add(_watermark("svc1", {0: 6, 1: 1}, 200))
+    assert applied.applied_ns("svc1", a, (0, 4)) == T0 + 100  # the first covering one counts
+    assert applied.applied_ns("svc1", b, (0, 5)) == T0 + 200
+    assert applied.applied_ns("svc1", c, (1, 0)) == T0 + 200
+    assert applied.covers("svc1", positions)
+    assert not applied.covers("svc2", positions)  # another service's marks never count
+    latencies = sorted(applied.latencies({a: T0 + 10, b: T0 + 20, c: T0 + 30}, positions,
+                                         ["svc1", "svc2"]))
+    assert sorted(x[2] for x in latencies) == [90, 170, 180]
+
+
+def test_per_event_receipts_and_watermarks_join_into_the_earliest_apply():
+    from bench.receipts import Applied
+    from schemas import Receipt
+
+    e = uuid.uuid4()
+    applied = Applied()
+    applied.add(Receipt(service="svc1", instance="i", event_id=e, event_type="session.revoked",
+                        published_at_ns=T0 + 10, applied_at_ns=T0 + 500, partition=2, offset=7))
+    assert applied.applied_ns("svc1", e, (2, 7)) == T0 + 500
+    assert applied.covers("svc1", {e: (2, 7)})
+    applied.add(_watermark("svc1", {2: 8}, 300))
+    assert applied.applied_ns("svc1", e, (2, 7)) == T0 + 300
+    assert (applied.reports, applied.watermarks) == (2, 1)
+
+
 def test_ns_summary_is_nearest_rank():
     summary = ns_summary([float(v) for v in range(1, 101)])
     assert (summary["p50"], summary["p99"], summary["max"]) == (50.0, 99.0, 100.0)
