@@ -39,6 +39,8 @@ ENTRA = ScimClient(
     kind_map={"Agent": "ai_agent", "Service": "service_account"},
     tenant="contoso",
 )
+TESTER_TOKEN = "tester-scim-token-0123456789abcdef01"
+TESTER = ScimClient(name="scim2-tester", token=TESTER_TOKEN, subject_attribute="id")
 SERVICES = ("orders", "billing", "agents-gateway")
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -62,7 +64,7 @@ def prefix_of(topics: TopicNames) -> str:
 def scim_settings(redis_url: str) -> Iterator[ScimSettings]:
     prefix = f"t-scim-{uuid.uuid4().hex[:10]}"
     yield ScimSettings(
-        clients=[OKTA, ENTRA],
+        clients=[OKTA, ENTRA, TESTER],
         redis_url=redis_url,
         key_prefix=prefix,
         max_body_bytes=64 * 1024,

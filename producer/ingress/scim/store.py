@@ -379,10 +379,10 @@ class RedisScimStorage(AsyncScimStorage):
         type_name = cast(str, resource_type.name)
         provenance = self._provenance()
         resource = self._prepare(resource)
-        if type_name == "User":
+        resource.id = await self._new_id(type_name)
+        if type_name == "User":  # after the id is set: it may be the subject attribute
             require_subject(resource, provenance.client)
         try:
-            resource.id = await self._new_id(type_name)
             now = datetime.now(UTC)
             resource.meta = Meta(
                 resource_type=type_name,
