@@ -163,6 +163,12 @@ def run_stream(args: argparse.Namespace) -> int:
                 }
             else:
                 out = client.status(sid)
+            if not isinstance(out, dict):  # what the transmitter says is what `ssf status` shows
+                store = SsfStore.from_url(ssf.redis_url, ssf.key_prefix)
+                try:
+                    store.set_status(config.name, out.status, out.reason)
+                finally:
+                    store.close()
         else:  # verify
             store = SsfStore.from_url(ssf.redis_url, ssf.key_prefix)
             receiver = SetReceiver(ssf, store, _no_publisher)

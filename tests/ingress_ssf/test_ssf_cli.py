@@ -57,6 +57,32 @@ def test_stream_create_poll_once_status_and_config(
             "ssf", "stream", "status", "--transmitter", "peer", env=env(stream_id=stream_id)
         )
         assert json.loads(status.stdout)["status"] == "enabled"
+        paused = run_cli(
+            "ssf",
+            "stream",
+            "status",
+            "--transmitter",
+            "peer",
+            "--set",
+            "paused",
+            "--reason",
+            "maintenance",
+            env=env(stream_id=stream_id),
+        )
+        assert json.loads(paused.stdout)["status"] == "paused", paused.stderr
+        assert peer.status[stream_id]["status"] == "paused"
+        local = run_cli("ssf", "status", env=env(stream_id=stream_id))
+        assert json.loads(local.stdout)[0]["status"] == "paused"
+        run_cli(
+            "ssf",
+            "stream",
+            "status",
+            "--transmitter",
+            "peer",
+            "--set",
+            "enabled",
+            env=env(stream_id=stream_id),
+        )
 
         token = session_revoked_set(
             peer.key, iss=peer.issuer, aud=AUDIENCE, user="gina", session_id="s-g"
