@@ -336,3 +336,23 @@ def test_poll_loop_backs_off_boundedly_and_stops_when_told(
     assert 2 <= len(failures) <= 12, len(failures)
     poller.close()
     receiver.close()
+
+
+def test_known_keys_outlive_a_jwks_endpoint_that_is_down(kit: SsfKit) -> None:
+    peer = TransmitterPeer(TransmitterKey.generate("EdDSA", kid="k-1"), MGMT, AUDIENCE)
+    server = PeerServer(peer).__enter__()
+    config = config_for(peer, delivery="push", push_token=PUSH_TOKEN)
+    settings = kit.settings(config, jwks_max_age=0.1, jwks_min_refresh=0)
+    receiver = SetReceiver(settings, kit.store, lambda: kit.publisher)
+    try:
+        assert receiver.receive("peer", user_set(peer, "kim")).status == "applied"
+        server.__exit__(None, None, None)  # the transmitter's endpoints are gone
+        time.sleep(0.2)  # the cached JWKS is now older than jwks_max_age
+        assert receiver.receive("peer", user_set(peer, "lee")).status == "applied"
+        stranger = TransmitterKey.generate("EdDSA", kid="k-2")
+        token = session_revoked_set(stranger, iss=peer.issuer, aud=AUDIENCE, user="mo")
+        with pytest.raises(TransmitterUnavailableError):  # unknown kid, cannot refetch: retry
+            receiver.receive("peer", token)
+    finally:
+        receiver.close()
+    assert len(kit.published(expect=2)) == 2

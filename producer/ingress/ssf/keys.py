@@ -15,7 +15,9 @@ Guarantees:
   HMAC with a public key as the secret is impossible by construction.
 * **Rotation.** A ``kid`` not in the cached set triggers one refetch, at most every
   ``jwks_min_refresh`` seconds (an attacker cannot make the receiver hammer the transmitter);
-  a fetched set is reused for ``jwks_max_age`` seconds.
+  a fetched set is reused for ``jwks_max_age`` seconds, and kept (with a warning, retried
+  every ``jwks_min_refresh``) while a refresh fails: a JWKS endpoint that is down does not
+  stop revocations signed with keys already known.
 """
 
 from __future__ import annotations
@@ -207,8 +209,19 @@ class TransmitterKeys:
             now = time.monotonic()
             stale = self._fetched_at is None or now - self._fetched_at > self._max_age
             if stale:
-                self._keys = self._fetch()
-                self._fetched_at = now
+                try:
+                    self._keys = self._fetch()
+                    self._fetched_at = now
+                except TransmitterUnavailableError as exc:
+                    if not self._keys:
+                        raise
+                    # the keys we have stay good until the transmitter answers again
+                    log.warning(
+                        "transmitter %s: JWKS refresh failed, using the cached keys: %s",
+                        self.config.name,
+                        exc,
+                    )
+                    self._fetched_at = now - self._max_age + self._min_refresh
             found = self._match(kid)
             if (
                 found is None
