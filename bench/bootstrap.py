@@ -100,6 +100,31 @@ def run_json_child(
     raise RuntimeError(f"{name} printed no result (exit {child.returncode}): {child.log_tail(4)}")
 
 
+def _load_batches(
+    bootstrap: str, prefix: str, events: int, per_record: int, *, key_file: Path,
+    partitions: int, scratch: Path, logs: Path, children: Children, timeout: float, ui: Any,
+) -> dict[str, Any]:
+    """Sign ``events`` retained revocations as batch records and load them into a topic."""
+    ensure_topics(bootstrap, TopicNames.prefixed(prefix), partitions=partitions,
+                  max_credential_lifetime=timedelta(hours=5),
+                  receipts_retention=timedelta(hours=1), timeout=20.0)
+    task = ui.task(f"bootstrap: signing {events:,} revocations in batch records", total=None)
+    lines = scratch / "batches.tsv"
+    cmd = [
+        sys.executable, "-m", "bench.retained",
+        "--key-file", str(key_file), "--first", "0", "--last", str(events),
+        "--batch", str(per_record), "--out", str(lines),
+    ]  # fmt: skip
+    out = run_json_child(children, "retained-batch", cmd, logs / "retained-batch.log", timeout)
+    task.done()
+    task = ui.task("bootstrap: loading the batch records (Kafka ConsoleProducer)", total=None)
+    loaded = load_topic(find_java(), ensure_kafka_jars(), bootstrap,
+                        TopicNames.prefixed(prefix).events, [lines], int(out["lines"]),
+                        timeout=timeout, log_path=logs / "load-batch.log")
+    task.done()
+    return loaded
+
+
 def run_bootstrap(
     *,
     bootstrap: str,
@@ -114,7 +139,10 @@ def run_bootstrap(
     timeout: float,
     ui: Any,
     bare_clients: tuple[str, ...] = ("kafka-python",),
+    batch_events: int = 0,
 ) -> dict[str, Any]:
+    """``batch_events`` > 1: also replay the smallest size as batch records of that many
+    events each (one signature per record, as ``publish_many`` writes them)."""
     logs = out_dir / "logs"
     prefixes = {size: f"bench-{run_id}-boot-{size}" for size in sizes}
     targets = [(size, TopicNames.prefixed(p)) for size, p in prefixes.items()]
@@ -196,6 +224,12 @@ def run_bootstrap(
                 raise
         task.done()
         load_s = time.monotonic() - load_begin
+        batch_prefix = None
+        if batch_events > 1:
+            batch_prefix = f"bench-{run_id}-boot-batch"
+            _load_batches(bootstrap, batch_prefix, min(sizes), batch_events,
+                          key_file=key_file, partitions=partitions, scratch=scratch, logs=logs,
+                          children=children, timeout=timeout, ui=ui)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -247,6 +281,29 @@ def run_bootstrap(
             entry["apply_vs_raw"] = round(apply_rate / raw_rate, 4) if raw_rate else None
         results.append(entry)
 
+    batch_block: dict[str, Any] | None = None
+    if batch_prefix is not None:
+        task = ui.task(f"bootstrap: apply replay of {min(sizes):,} events in batch records",
+                       total=None)
+        try:
+            result = run_json_child(
+                children, "replay-apply-batch", replay_cmd("apply", batch_prefix),
+                logs / "replay-apply-batch.log", timeout + 30)
+        except (RuntimeError, json.JSONDecodeError) as exc:
+            result = {"error": str(exc)}
+        task.done()
+        applied, elapsed = result.get("applied") or 0, result.get("elapsed_s") or 0.0
+        batch_block = {
+            "events": min(sizes),
+            "events_per_record": batch_events,
+            "apply": result,
+            "events_per_s": round(applied / elapsed, 1) if applied and elapsed else None,
+        }
+        if result.get("records") and not applied:
+            batch_block["error"] = (
+                f"the consumer applied none of the {result.get('records')} batch records "
+                f"({result.get('dead_lettered')} dead-lettered): it does not read batch records")
+
     if profile_prefix is None:
         profile: dict[str, Any] = {"error": "not measured (the quick run skips the profile)"}
     else:
@@ -275,5 +332,6 @@ def run_bootstrap(
             "ConsoleProducer (parse.key=true, acks=1)",
         },
         "sizes": results,
+        "batch_records": batch_block,
         "apply_profile": profile,
     }

@@ -74,6 +74,8 @@ class BenchPlan:
     redis_iterations: int = 5000
     check_state_size: int = 100_000
     bootstrap_sizes: tuple[int, ...] = (100_000, 1_000_000)
+    batch_events: int = 100
+    """Events per batch record in the batch-record replay (0: not measured)."""
     bootstrap_timeout: float = 720.0
     """Longest wait for one replay; a replay still running then is reported as not ready."""
     profile_records: int = 10_000

@@ -1,15 +1,15 @@
 """Retained revocations for the bootstrap (replay) measurement: sign in Python, load with Java.
 
-``python -m bench.retained --first A --last B --key-file K --out FILE`` is one
-signing worker: it builds the events ``A..B-1`` (45 % session, 45 % token
-revocations, 10 % subject offboardings, all unique, all expiring in 4 h), signs
-each exactly as the producer does (:func:`schemas.encode` with the run's key),
-and writes ``<subject id>\\t<JWS>`` lines (a compact JWS never contains a tab or a
-newline). The harness runs one worker per core, then loads the lines into each
-topic with Kafka's own ``org.apache.kafka.tools.ConsoleProducer``
-(``parse.key=true``; the Java client's default partitioner is murmur2 on the
-key, as kafka-python's is, so a subject's events land where the producer would
-put them).
+``python -m bench.retained --first A --last B --key-file K --out FILE [--batch K]``
+is one signing worker (with ``--batch``, one batch record per K events): it builds
+the events ``A..B-1`` (45 % session, 45 % token revocations, 10 % subject
+offboardings, all unique, all expiring in 4 h), signs each exactly as the
+producer does (:func:`schemas.encode` with the run's key), and writes
+``<subject id>\\t<JWS>`` lines (a compact JWS never contains a tab or a newline).
+The harness runs one worker per core, then loads the lines into each topic with
+Kafka's own ``org.apache.kafka.tools.ConsoleProducer`` (``parse.key=true``; the
+Java client's default partitioner is murmur2 on the key, as kafka-python's is, so
+a subject's events land where the producer would put them).
 
 Why not kafka-python for loading: the Java client loads a million 0.5 KB records
 in seconds, several times faster than kafka-python's producer (and without the
@@ -40,7 +40,9 @@ from schemas import (
     SubjectOffboarded,
     TokenRevoked,
     encode,
+    encode_batch,
 )
+from schemas.batch import MAX_BATCH_EVENTS
 
 __all__ = ["CONSOLE_PRODUCER", "load_topic", "main", "retained_event"]
 
@@ -161,7 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first", type=int, required=True)
     parser.add_argument("--last", type=int, required=True, help="exclusive")
     parser.add_argument("--out", required=True, help="file for the key<TAB>value lines")
+    parser.add_argument(
+        "--batch", type=int, default=1,
+        help="events per record: above 1, batch records (one signature over that many "
+        "events, schemas.encode_batch), as publish_many writes them",
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.batch <= MAX_BATCH_EVENTS:
+        parser.error(f"--batch must be between 1 and {MAX_BATCH_EVENTS}")
     signer = SigningKey.from_file(args.key_file)
     begin = time.monotonic()
     now = datetime.now(UTC)
@@ -169,10 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     written = 0
     with out.open("wb", buffering=1 << 20) as fh:
-        for i in range(args.first, args.last):
-            env = Envelope.wrap(retained_event(i, expires, now), issuer="bench-retained")
-            key = env.partition_key or b""
-            fh.write(key + b"\t" + encode(env, signer) + b"\n")
+        for start in range(args.first, args.last, args.batch):
+            envs = [Envelope.wrap(retained_event(i, expires, now), issuer="bench-retained")
+                    for i in range(start, min(start + args.batch, args.last))]
+            key = envs[0].partition_key or b""
+            value = encode(envs[0], signer) if args.batch == 1 else encode_batch(envs, signer)
+            fh.write(key + b"\t" + value + b"\n")
             written += 1
     print(
         json.dumps(

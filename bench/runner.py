@@ -371,6 +371,14 @@ def _print_summary(console: Console, results: dict[str, Any]) -> None:
             num(s.get("size")), num(ap.get("rate_per_s"), 0), num(ap.get("elapsed_s")),
             num((ap.get("peak_rss_kb") or 0) / 1024, 0),
         ])
+    batch = (results.get("bootstrap") or {}).get("batch_records") if isinstance(
+        results.get("bootstrap"), dict) else None
+    if batch and batch.get("events_per_s") is not None:
+        ap = batch.get("apply") or {}
+        rrows.append([f"apply, batch records of {batch['events_per_record']} events, "
+                      "kafka-python (rate in events/s)", num(batch["events"]),
+                      num(batch["events_per_s"], 0), num(ap.get("elapsed_s")),
+                      num((ap.get("peak_rss_kb") or 0) / 1024, 0)])
     if rrows:
         print_table(console, "replay of retained revocations", [
             Col("replay"), Col("records", numeric=True), Col("rate", "records/s"),
@@ -583,6 +591,7 @@ def run_benchmark(
                         out_dir=out_dir, children=children, timeout=plan.bootstrap_timeout,
                         ui=ui, bare_clients=tuple(dict.fromkeys(
                             engine_info(e).bare_client for e in plan.engines)),
+                        batch_events=plan.batch_events,
                     ))
                     for s in boot["sizes"]:
                         raw = s.get("raw", {}).get("rate_per_s")
@@ -679,7 +688,7 @@ def run_benchmark(
     }
     results["targets"] = report.evaluate_targets(
         entries, check_ns, apply_vs_raw, plan.headline, e2e=e2e_block, cpu=cpu_block,
-        peers_vs=peers_vs, ready=ready_block,
+        peers_vs=peers_vs, ready=ready_block, apply_rates=results["apply_rate_per_s"],
     )
     results["findings"] = report.findings(results, plan.headline)
     try:

@@ -446,7 +446,9 @@ def _results() -> dict:
                                              "complete": True},
                        "raw": {"rate_per_s": 6000.0},
                        "raw_by_client": {"kafka-python": {"rate_per_s": 6000.0},
-                                         "aiokafka": {"rate_per_s": 9000.0}}}]}
+                                         "aiokafka": {"rate_per_s": 9000.0}}}],
+            "batch_records": {"events": 10, "events_per_record": 5, "events_per_s": 4200.0,
+                              "apply": {"complete": True, "elapsed_s": 0.002}}}
     cpu = derive.service_cpu_per_event(inforce)
     peers_vs = derive.peer_comparison(inforce, peers)
     ready = derive.bootstrap_ready(boot)
@@ -474,7 +476,7 @@ def _results() -> dict:
     }
     doc["targets"] = report.evaluate_targets(
         inforce, check_ns, avr, (8, 1000), e2e=doc["raw_kafka_e2e_ms"], cpu=cpu,
-        peers_vs=peers_vs, ready=ready)
+        peers_vs=peers_vs, ready=ready, apply_rates=doc["apply_rate_per_s"])
     doc["findings"] = report.findings(doc, (8, 1000))
     return doc
 
@@ -510,6 +512,8 @@ def test_targets_are_evaluated_per_engine_and_never_raise():
     vs = targets["vs_pubsub"]["by_engine"]
     assert vs["kafka-python"] == {"config": "N=8 R=1000", "ratio": 2.5, "met": False}
     assert vs["faust"]["ratio"] == 12.5
+    assert targets["batch_vs_raw"]["measured"] == 0.7  # 4,200 events/s over 6,000 records/s
+    assert targets["batch_vs_raw"]["met"] is True
     assert targets["bootstrap_cold_s"]["measured"] is None  # no 1M replay in this document
     assert targets["bootstrap_cold_s"]["met"] is False
 
@@ -529,6 +533,9 @@ def test_derived_blocks_pair_each_service_cost_with_its_bare_client():
     assert "bare_client_us" not in cpu["configs"]["N=8 R=1000"]  # no bare client beside N=8
     assert doc["raw_consume_rate_per_s"]["aiokafka"] == 9000.0
     assert doc["bootstrap_ready_s"]["cold"] == {"10": 0.005}
+    assert doc["apply_rate_per_s"]["batch_records"] == {
+        "10": {"kafka-python": 4200.0, "events_per_record": 5, "complete": True}}
+    assert doc["apply_rate_per_s"]["single_records"]["10"]["kafka-python"] == 2000.0
     assert "error" in doc["bootstrap_ready_s"]["snapshot"] or doc["bootstrap_ready_s"][
         "snapshot"]
     pairs = doc["peers"]["revocast_p99_over_peer_p99"]["N=8 R=1000"]
