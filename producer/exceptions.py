@@ -4,7 +4,7 @@ Only two errors are the producer's own; both hang under the shared root so calle
 catch ``RevocastError`` (or ``InfrastructureError``) and nothing else::
 
     RevocastError
-    ├── NotInForceError              some services have not applied a revocation in time
+    ├── NotInForceError              some services (or instances) have not applied it in time
     └── InfrastructureError
         └── PublishError
             └── BulkPublishError     publish_many: which events were not acknowledged
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from schemas.exceptions import PublishError, RevocastError
 
 if TYPE_CHECKING:
+    from producer.inforce import EventStatus
     from producer.publisher import FailedEvent, Published
-    from producer.tracker import EventStatus
 
 __all__ = ["BulkPublishError", "NotInForceError"]
 
@@ -47,8 +47,11 @@ class BulkPublishError(PublishError):
 class NotInForceError(RevocastError):
     """A revocation was not applied by every named service within the timeout.
 
-    ``missing`` names the services with no receipt (or fewer instances than asked
-    for); ``status`` is what had been applied when the wait ended.
+    ``missing`` names the services not there yet (no instance applied it, fewer
+    than asked for, or a known instance has not); ``silent`` the instances
+    (``service/instance``) that stopped sending watermarks without having applied it,
+    ``pending`` the live ones still behind; ``status`` is what had been applied when
+    the wait ended. A silent instance is always named here, never skipped.
     """
 
     retriable = True
@@ -60,8 +63,12 @@ class NotInForceError(RevocastError):
         event_id: uuid.UUID,
         missing: Sequence[str],
         status: EventStatus,
+        silent: Sequence[str] = (),
+        pending: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.event_id = event_id
         self.missing: tuple[str, ...] = tuple(missing)
         self.status = status
+        self.silent: tuple[str, ...] = tuple(silent)
+        self.pending: tuple[str, ...] = tuple(pending)

@@ -46,10 +46,12 @@ from typing import TYPE_CHECKING, Any, Self
 
 from kafka import KafkaProducer
 from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
+from kafka.partitioner.default import murmur2
 
 from producer.exceptions import BulkPublishError
 from producer.topics import admin_client, require_reachable, topic_partitions
 from schemas import (
+    MAX_BATCH_EVENTS,
     BrokerUnavailableError,
     ConfigError,
     Envelope,
@@ -60,7 +62,9 @@ from schemas import (
     SigningKey,
     TopicNames,
     encode,
+    encode_batch,
 )
+from schemas.batch import MAX_BATCH_BYTES
 
 if TYPE_CHECKING:
     from producer.settings import ProducerSettings
@@ -71,7 +75,11 @@ __all__ = ["FailedEvent", "Published", "Revocation", "RevocationPublisher"]
 log = logging.getLogger(__name__)
 
 _SLACK = 1.0  # seconds on top of delivery_timeout for the sender thread to report back
-_CHUNK = 1024  # events signed together in publish_many
+_MAX_BATCH_VALUE = MAX_BATCH_BYTES
+"""Largest batch record value built: the signed JWS, not only its payload."""
+# base64url makes the payload 4/3 larger; header, signature and a timestamp margin fit in 512.
+_MAX_BATCH_PAYLOAD = (_MAX_BATCH_VALUE - 512) * 3 // 4
+_BATCH_OVERHEAD = len('{"v":1,"type":"batch","events":[]}') + 64  # restamping may add digits
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ class Revocation:
     """A published revocation: ``event_id``, ``published``, and a way to wait for it.
 
     rev = publisher.revoke(event)
+    rev.wait_in_force(timeout=5).latency_ms                # every live instance
     rev.wait_in_force(["api", "billing"], timeout=5).latency_ms
     """
 
@@ -127,13 +136,23 @@ class Revocation:
         return self._tracker
 
     def wait_in_force(
-        self, services: Sequence[str], *, timeout: float, min_instances: int = 1
+        self,
+        services: Sequence[str] | None = None,
+        *,
+        timeout: float,
+        min_instances: int = 1,
+        silent_ok: bool = False,
     ) -> InForce:
-        """Block until every service in ``services`` applied it; see
-        :meth:`producer.tracker.ReceiptTracker.wait_in_force` (raises
-        :class:`~producer.exceptions.NotInForceError` naming the missing services)."""
+        """Block until every instance of ``services`` (``None``: of every service in the
+        fleet) applied it; see :meth:`producer.tracker.ReceiptTracker.wait_in_force`
+        (raises :class:`~producer.exceptions.NotInForceError` naming the missing
+        services and the silent instances)."""
         return self._require_tracker().wait_in_force(
-            self.event_id, services, timeout=timeout, min_instances=min_instances
+            self.published,
+            services,
+            timeout=timeout,
+            min_instances=min_instances,
+            silent_ok=silent_ok,
         )
 
     def status(self) -> EventStatus:
@@ -221,6 +240,7 @@ class RevocationPublisher:
         batch_size: int = 65536,
         tracker: ReceiptTracker | None = None,
         allow_unsigned: bool = False,
+        batch_records: bool = True,
         kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         if signer is None and not allow_unsigned:
@@ -235,6 +255,7 @@ class RevocationPublisher:
         self.issuer = issuer
         self.delivery_timeout = delivery_timeout
         self.tracker = tracker
+        self.batch_records = batch_records
         self._signer = signer
         self._lock = threading.Lock()
 
@@ -336,6 +357,7 @@ class RevocationPublisher:
             linger_ms=settings.linger_ms,
             batch_size=settings.batch_size,
             tracker=tracker,
+            batch_records=settings.batch_records,
             kafka_options=settings.kafka_security.to_kafka_python(),
         )
 
@@ -383,13 +405,20 @@ class RevocationPublisher:
         partition: int | None,
         value: bytes | None = None,
         producer: KafkaProducer | None = None,
+        *,
+        batch: bool = False,
     ) -> Any:
-        """Hand one record to the producer; returns kafka-python's future."""
+        """Hand one record to the producer; returns kafka-python's future.
+
+        A batch record (``batch``, ``env`` its first event) has no key: its events
+        have several subjects, and its partition is always explicit.
+        """
         if value is None:
             value = encode(env, self._signer)
+        key = None if batch else env.partition_key
         try:
             return (producer or self._current()).send(
-                self.topics.events, value=value, key=env.partition_key, partition=partition
+                self.topics.events, value=value, key=key, partition=partition
             )
         except KafkaTimeoutError:
             raise BrokerUnavailableError(
@@ -441,7 +470,10 @@ class RevocationPublisher:
             meta = future.get(timeout=max(0.05, deadline - time.monotonic()))
         except KafkaError as exc:
             raise self._failure(env, exc) from None
-        return self._published(env, meta)
+        published = self._published(env, meta)
+        if self.tracker is not None:
+            self.tracker.track(published)  # the tracker maps watermarks to this position
+        return published
 
     def publish_many(
         self,
@@ -451,68 +483,75 @@ class RevocationPublisher:
     ) -> list[Published]:
         """Send every event, then wait for all acknowledgements; results in input order.
 
+        Every event is validated (wrapped in an envelope) before anything is sent.
+        With ``batch_records`` (the default) the events bound for one partition are
+        packed, in input order, into signed batch records of at most
+        :data:`~schemas.MAX_BATCH_EVENTS` events and :data:`_MAX_BATCH_VALUE` bytes
+        (one signature per record, :mod:`schemas.batch`); a partition that gets one
+        event gets a single-event record. Each event's :class:`Published` names its
+        record's partition and offset (shared by the events of one batch).
+
         Raises :class:`~producer.exceptions.BulkPublishError` (a ``PublishError``)
-        naming every event that was not acknowledged, with ``published`` and
-        ``failed`` lists. When the broker stops answering while sending, the rest
-        of the batch is not sent and is reported as failed. ``partitions``, when
-        given, is an explicit partition per event.
+        naming every event that was not acknowledged (all the events of a refused
+        record), with ``published`` and ``failed`` lists. When the broker stops
+        answering while sending, the rest is not sent and is reported as failed.
+        ``partitions``, when given, is an explicit partition per event.
         """
-        if partitions is not None:
-            events = list(events)
-            if len(partitions) != len(events):
-                raise ValueError(
-                    f"{len(partitions)} partitions given for {len(events)} events: one per event"
-                )
-        envelopes: list[Envelope] = []
-        futures: list[Any] = []
+        items = list(events)
+        if partitions is not None and len(partitions) != len(items):
+            raise ValueError(
+                f"{len(partitions)} partitions given for {len(items)} events: one per event"
+            )
+        envelopes = [self._envelope(event) for event in items]  # all valid before any is sent
         failed: list[FailedEvent] = []
         send_error: Exception | None = None
         producer: KafkaProducer | None = None
         try:
             producer = self._current()
+            records = self._records(envelopes, partitions)
         except InfrastructureError as exc:
             send_error = exc
-        iterator = iter(events)
-        while chunk := list(itertools.islice(iterator, _CHUNK)):
-            # Sign a chunk, then send it: stamps stay within a chunk's time of the send,
-            # and signing does not fight the sender thread record by record (2x faster).
-            base = len(envelopes)
-            chunk_envs = [self._envelope(event) for event in chunk]
-            envelopes.extend(chunk_envs)
-            if send_error is not None:
-                failed.extend(
-                    FailedEvent(base + i, env.event_id, f"not sent: {send_error}")
-                    for i, env in enumerate(chunk_envs)
-                )
-                futures.extend([None] * len(chunk_envs))
-                continue
-            signer = self._signer
-            values = [encode(env, signer) for env in chunk_envs]
-            for i, (env, value) in enumerate(zip(chunk_envs, values, strict=True)):
-                index = base + i
-                if send_error is not None:
-                    failed.append(FailedEvent(index, env.event_id, f"not sent: {send_error}"))
-                    futures.append(None)
-                    continue
+            records = [(None, [i]) for i in range(len(envelopes))]
+        futures: list[tuple[list[int], Any]] = []
+        signer = self._signer
+        for part, indexes in records:
+            if send_error is None:
                 try:
-                    part = partitions[index] if partitions is not None else None
-                    futures.append(self._send(env, part, value, producer))
-                except InfrastructureError as exc:  # broker down: do not block once per event
+                    # Stamped just before signing: latency is measured from the send.
+                    envs = [envelopes[i].restamped() for i in indexes]
+                    for i, env in zip(indexes, envs, strict=True):
+                        envelopes[i] = env
+                    if len(envs) == 1:
+                        sent = self._send(envs[0], part, encode(envs[0], signer), producer)
+                    else:
+                        value = encode_batch(envs, signer)
+                        sent = self._send(envs[0], part, value, producer, batch=True)
+                    futures.append((indexes, sent))
+                    continue
+                except InfrastructureError as exc:  # broker down: do not block once per record
                     send_error = exc
-                    failed.append(FailedEvent(index, env.event_id, str(exc)))
-                    futures.append(None)
+                    failed.extend(FailedEvent(i, envelopes[i].event_id, str(exc)) for i in indexes)
+                    continue
+            failed.extend(
+                FailedEvent(i, envelopes[i].event_id, f"not sent: {send_error}") for i in indexes
+            )
 
         deadline = time.monotonic() + self.delivery_timeout + _SLACK
-        published: list[Published] = []
-        for index, (env, future) in enumerate(zip(envelopes, futures, strict=True)):
-            if future is None:
-                continue
+        results: dict[int, Published] = {}
+        for indexes, future in futures:
             try:
                 meta = future.get(timeout=max(0.01, deadline - time.monotonic()))
             except KafkaError as exc:
-                failed.append(FailedEvent(index, env.event_id, str(self._failure(env, exc))))
+                for i in indexes:
+                    error = str(self._failure(envelopes[i], exc))
+                    failed.append(FailedEvent(i, envelopes[i].event_id, error))
                 continue
-            published.append(self._published(env, meta))
+            for i in indexes:
+                results[i] = self._published(envelopes[i], meta)
+        published = [results[i] for i in sorted(results)]
+        if self.tracker is not None:
+            for p in published:
+                self.tracker.track(p)
         if failed:
             failed.sort(key=lambda f: f.index)
             first = failed[0]
@@ -524,6 +563,46 @@ class RevocationPublisher:
                 failed=failed,
             )
         return published
+
+    def _records(
+        self, envelopes: list[Envelope], partitions: Sequence[int] | None
+    ) -> list[tuple[int | None, list[int]]]:
+        """(partition, indexes of the events in it) for every record to send, in send order.
+
+        Without batch records every event is its own record, partitioned by the
+        producer (by key). With them, each event's partition is chosen here the way
+        the producer would (murmur2 of the key, as the Java client), so one subject's
+        events stay in one partition, in order, whichever way they are published.
+        """
+        if not self.batch_records:
+            return [
+                (partitions[i] if partitions is not None else None, [i])
+                for i in range(len(envelopes))
+            ]
+        parts = self._partitions if partitions is not None else self.partitions()
+        spread = itertools.count()
+        groups: dict[int, list[int]] = {}
+        for i, env in enumerate(envelopes):
+            if partitions is not None:
+                part = partitions[i]
+            else:
+                key = env.partition_key
+                pick = (murmur2(key) & 0x7FFFFFFF) if key is not None else next(spread)
+                part = parts[pick % len(parts)]
+            groups.setdefault(part, []).append(i)
+        records: list[tuple[int | None, list[int]]] = []
+        for part, indexes in groups.items():
+            batch: list[int] = []
+            size = _BATCH_OVERHEAD
+            for i in indexes:
+                grows = len(envelopes[i].model_dump_json()) + 1
+                if batch and (len(batch) >= MAX_BATCH_EVENTS or size + grows > _MAX_BATCH_PAYLOAD):
+                    records.append((part, batch))
+                    batch, size = [], _BATCH_OVERHEAD
+                batch.append(i)
+                size += grows
+            records.append((part, batch))
+        return records
 
     def revoke(self, event: RevocationEvent) -> Revocation:
         """:meth:`publish`, returning a :class:`Revocation` handle to wait on."""

@@ -42,7 +42,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from schemas import ConfigError, SigningKey, TopicNames
+from schemas import ConfigError, KeySet, SigningKey, TopicNames
 from schemas.security import KafkaSecurity
 
 __all__ = [
@@ -194,6 +194,11 @@ class ProducerSettings(BaseSettings):
     batch_size: int = Field(
         default=65536, ge=1024, le=16 << 20, description="Kafka batch.size in bytes."
     )
+    batch_records: bool = Field(
+        default=True,
+        description="publish_many packs each partition's events into signed batch records "
+        "(false: one record per event, for consumers that predate batch records).",
+    )
     kafka_security: KafkaSecurity = Field(
         default_factory=lambda: KafkaSecurity.from_env(os.environ),
         description="SASL/TLS of every Kafka client, from REVOCAST_KAFKA_SECURITY_PROTOCOL, "
@@ -262,6 +267,17 @@ class ProducerSettings(BaseSettings):
         default=timedelta(hours=1),
         description="How far back the API's receipt tracker reads receipts at start.",
     )
+    service_jwks: str | None = Field(
+        default=None,
+        description="JWKS (file or https URL) of the services' watermark keys: when set, only "
+        "watermarks that verify count towards 'in force'; unsigned ones and per-event receipts "
+        "are refused (counted, logged).",
+    )
+    fleet_forget_after: _Duration = Field(
+        default=timedelta(minutes=10),
+        description="An instance silent this long leaves the fleet; until then it is reported "
+        "silent and keeps a revocation it had not applied from being in force everywhere.",
+    )
 
     # -- HTTP API
     api_host: str = Field(default="127.0.0.1", description="Address the HTTP API listens on.")
@@ -286,6 +302,7 @@ class ProducerSettings(BaseSettings):
         "retention_margin",
         "receipts_retention",
         "status_lookback",
+        "fleet_forget_after",
         mode="before",
     )
     @classmethod
@@ -356,6 +373,15 @@ class ProducerSettings(BaseSettings):
     @property
     def events_retention(self) -> timedelta:
         return self.max_credential_lifetime + self.retention_margin
+
+    def service_keys(self) -> KeySet | None:
+        """The services' watermark keys (``REVOCAST_SERVICE_JWKS``), or ``None``."""
+        if self.service_jwks is None:
+            return None
+        try:
+            return KeySet.load(self.service_jwks)
+        except (ConfigError, OSError, ValueError) as exc:
+            raise ConfigError(f"REVOCAST_SERVICE_JWKS: {exc}") from None
 
     def signing_key(self) -> SigningKey:
         """The configured signing key, or a :class:`ConfigError` that says how to get one."""

@@ -1,149 +1,147 @@
-"""Read receipts and answer: is this revocation in force in these services yet, and since when?
+"""Read watermarks (and receipts) and answer: is this revocation in force everywhere, since when?
 
 A :class:`ReceiptTracker` reads the receipts topic in a background thread with a
 manual assignment of *every* partition (no consumer group: a group would split the
-receipts between trackers), starting from a chosen point, and indexes receipts by
-event id.
+records between trackers). The topic carries two kinds of record:
+
+* **Watermarks** (:class:`~schemas.Watermark`): an instance's word that it applied
+  every record before ``next_offset`` of each events partition, sent after each poll
+  batch and at least every ``period_s`` while idle. They feed the :class:`Fleet`
+  (:mod:`producer.fleet`): who is live, who is silent, how far each has applied.
+* **Receipts** (:class:`~schemas.Receipt`), one per applied event, from instances
+  that do not send watermarks yet (a rolling upgrade); indexed by event id.
+
+An event is in force at an instance at the ``applied_at_ns`` of the first watermark
+of that instance whose offset on the event's partition is beyond the event's
+(exact to the consumer's batch), or at its receipt's time. The event's position
+comes from the publish acknowledgement (a publisher with ``tracker=`` hands over
+every :class:`~producer.publisher.Published`), from a receipt, or from a bounded
+scan of the events topic (:mod:`producer.positions`).
 
 Guarantees:
 
-* A receipt written after :meth:`ReceiptTracker.start` returned is seen (start
-  positions are resolved to explicit offsets before ``start`` returns). A tracker
-  started before an event is published therefore never misses its receipts.
-* :meth:`ReceiptTracker.wait_in_force` returns an :class:`InForce` only when every
-  named service has at least ``min_instances`` instances that applied the event;
-  otherwise it raises :class:`~producer.exceptions.NotInForceError` naming the
-  missing services, within ``timeout`` seconds. (Raising was chosen over a result
-  with a ``.missing`` field so that forgetting to check cannot read as success.)
+* **Forgery needs a service key.** Given ``service_keys`` (a JWKS of the services'
+  public keys), only watermarks that verify count; unsigned ones, receipts (never
+  signed), wrongly signed ones are refused, counted by reason in :attr:`refused`
+  and logged. Without keys, whoever can write the receipts topic can claim "in
+  force": configure keys (and ACLs) in production.
+* **Nothing is silently skipped.** ``wait_in_force(event)`` with no service list
+  waits for every instance of every service in the fleet; one that has gone silent
+  and had not applied the event keeps it *not* in force (it is named in
+  :class:`~producer.exceptions.NotInForceError`) unless ``silent_ok`` is given, and
+  then it is named in :attr:`InForce.silent`. An instance silent for
+  ``forget_after`` seconds is dropped from the fleet (logged).
+* A record written after :meth:`ReceiptTracker.start` returned is seen (start
+  positions are resolved to explicit offsets before ``start`` returns). To know the
+  fleet at once, watermarks from the last ``fleet_window`` seconds before the start
+  are read too (receipts from before the start point are not indexed).
 * Latencies are ``applied_at_ns - published_at_ns``: the consumer's clock minus
   the publisher's. Across hosts they are only as good as clock sync.
 
-Not guaranteed: that a service has *all* its instances in the answer. The tracker
-knows only instances that reported; ask for ``min_instances`` when you know how
-many there are. Memory is bounded: at most ``max_events`` event ids are indexed,
-oldest first out.
+Memory is bounded: at most ``max_events`` events are indexed (oldest first out), and
+the fleet's own bounds (:class:`Fleet`).
 
-    with ReceiptTracker(bootstrap, topics) as tracker:
+    with ReceiptTracker(bootstrap, topics, service_keys=KeySet.load(jwks)) as tracker:
         published = publisher.publish(event)
-        tracker.wait_in_force(published.event_id, ["api", "billing"], timeout=5)
+        tracker.wait_in_force(published, timeout=5)            # every live instance
+        tracker.wait_in_force(published, ["api", "billing"], timeout=5)
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
+from pydantic import ValidationError
 
 from producer.exceptions import NotInForceError
+from producer.fleet import Fleet, FleetStatus
+from producer.inforce import (
+    EventStatus,
+    InForce,
+    InstanceApplied,
+    InstanceWaiting,
+    ServiceApplied,
+    Verdict,
+    build_status,
+    in_force,
+    judge,
+    not_in_force_message,
+)
+from producer.positions import EventRef, EventsReader
 from producer.topics import admin_client, require_reachable, topic_partitions
-from schemas import BrokerUnavailableError, ConfigError, Receipt, TopicNames
+from schemas import (
+    BrokerUnavailableError,
+    ConfigError,
+    InvalidEventError,
+    KeySet,
+    Receipt,
+    TopicNames,
+    Watermark,
+)
+from schemas.signing import is_signed
 
-__all__ = ["EventStatus", "InForce", "InstanceApplied", "ReceiptTracker", "ServiceApplied"]
+if TYPE_CHECKING:
+    from producer.publisher import Published
+    from producer.settings import ProducerSettings
+
+__all__ = [
+    "EventStatus",
+    "FleetStatus",
+    "InForce",
+    "InstanceApplied",
+    "InstanceWaiting",
+    "ReceiptTracker",
+    "ServiceApplied",
+]
 
 log = logging.getLogger(__name__)
 
 StartAt = Literal["beginning", "end"] | datetime
+_MAX_RECORD = 1_048_576
 
 
-def _ms(ns: int) -> float:
-    return round(ns / 1e6, 3)
-
-
-def _iso(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class InstanceApplied(_Frozen):
-    """One instance's receipt: when it applied the event, and how long after publishing."""
-
-    instance: str
-    flavor: str
-    applied_at: datetime
-    latency_ms: float = Field(description="applied_at - published_at, in milliseconds.")
-    partition: int
-    offset: int
-
-
-class ServiceApplied(_Frozen):
-    """Every instance of one service that applied the event, earliest first."""
-
-    service: str
-    instances: tuple[InstanceApplied, ...]
-
-    @computed_field(description="Latency of the first instance to apply it (ms).")  # type: ignore[prop-decorator]
-    @property
-    def first_ms(self) -> float:
-        return self.instances[0].latency_ms
-
-    @computed_field(description="Latency of the last instance that applied it so far (ms).")  # type: ignore[prop-decorator]
-    @property
-    def last_ms(self) -> float:
-        return self.instances[-1].latency_ms
-
-    def nth_ms(self, n: int) -> float | None:
-        """Latency of the ``n``-th instance (1-based), or ``None`` if fewer applied it."""
-        return self.instances[n - 1].latency_ms if len(self.instances) >= n else None
-
-
-class EventStatus(_Frozen):
-    """What the tracker knows about one event: which services applied it, and when."""
-
-    event_id: uuid.UUID
-    event_type: str | None = Field(description="From the receipts; None before the first one.")
-    published_at: datetime | None
-    services: dict[str, ServiceApplied]
-
-    def missing(self, services: Sequence[str], min_instances: int = 1) -> list[str]:
-        """The services in ``services`` with fewer than ``min_instances`` receipts."""
-        return [
-            name
-            for name in services
-            if name not in self.services or len(self.services[name].instances) < min_instances
-        ]
-
-
-class InForce(_Frozen):
-    """A revocation applied by every service asked about.
-
-    ``latency_ms`` is when the last of them got there (its ``min_instances``-th
-    instance), measured from the publish time.
-    """
-
-    event_id: uuid.UUID
-    published_at: datetime
-    in_force_at: datetime
-    latency_ms: float
-    services: dict[str, ServiceApplied]
+def _topic_id(value: str | None) -> str | None:
+    """A topic id in one spelling: kafka-python gives a UUID, librdkafka base64url."""
+    if not value:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        pass
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        return value
+    return str(uuid.UUID(bytes=raw)) if len(raw) == 16 else value
 
 
 def _parse_services(services: Sequence[str]) -> list[str]:
     names = [s.strip() for s in services if s.strip()]
     if not names:
-        raise ConfigError("name at least one service to wait for")
+        raise ConfigError("name at least one service to wait for (or none: every live instance)")
     return list(dict.fromkeys(names))
 
 
 class ReceiptTracker:
-    """Index the receipts topic by event id; see the module docstring.
+    """Index watermarks and receipts; see the module docstring.
 
-    ``start`` is ``"end"`` (only receipts written from now on, the default),
+    ``start`` is ``"end"`` (only what is written from now on, the default),
     ``"beginning"`` (everything retained) or an aware ``datetime``. ``only``
-    restricts the index to some event ids (the ``status`` command reads the whole
-    topic for one event).
+    restricts the receipts index to some event ids (the ``status`` command reads the
+    whole topic for one event). ``service_keys`` turns on watermark verification.
+    ``silent_after`` (periods) and ``forget_after`` (seconds) shape presence.
     """
 
     def __init__(
@@ -153,6 +151,11 @@ class ReceiptTracker:
         *,
         start: StartAt = "end",
         only: Collection[uuid.UUID] | None = None,
+        service_keys: KeySet | None = None,
+        fleet_window: float = 30.0,
+        silent_after: float = 3.0,
+        forget_after: float = 600.0,
+        locate_lookback: timedelta = timedelta(hours=1),
         max_events: int = 100_000,
         connect_timeout: float = 10.0,
         client_id: str = "revocast-tracker",
@@ -160,23 +163,63 @@ class ReceiptTracker:
     ) -> None:
         if isinstance(start, datetime) and start.tzinfo is None:
             raise ConfigError("tracker start time must be timezone-aware")
+        if service_keys is not None and len(service_keys) == 0:
+            raise ConfigError("the service JWKS has no keys: every watermark would be refused")
         self.bootstrap = bootstrap
         self.topics = topics
         self.start_at: StartAt = start
+        self.service_keys = service_keys
+        self.fleet_window = fleet_window
+        self.locate_lookback = locate_lookback
         self.max_events = max_events
         self.connect_timeout = connect_timeout
         self.client_id = client_id
         self.kafka_options = dict(kafka_options or {})  # security (KafkaSecurity) and the like
+        self.fleet = Fleet(silent_after=silent_after, forget_after=forget_after)
+        self.events = EventsReader(
+            bootstrap,
+            topics,
+            timeout=connect_timeout,
+            client_id=f"{client_id}-events",
+            kafka_options=self.kafka_options,
+        )
         self._only = frozenset(only) if only is not None else None
         self._cond = threading.Condition()
         self._index: OrderedDict[uuid.UUID, dict[tuple[str, str], Receipt]] = OrderedDict()
+        self._refs: OrderedDict[uuid.UUID, EventRef] = OrderedDict()
         self._positions: dict[int, int] = {}
+        self._index_from: dict[int, int] = {}
         self._targets: dict[int, int] = {}
+        self._events_topic_id: str | None = None
         self._consumer: Any = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.refused: Counter[str] = Counter()
         self.invalid_receipts = 0
         self.last_error: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: ProducerSettings,
+        *,
+        start: StartAt = "end",
+        only: Collection[uuid.UUID] | None = None,
+        client_id: str | None = None,
+    ) -> ReceiptTracker:
+        """A tracker configured by ``settings``: service keys, fleet, Kafka security."""
+        return cls(
+            settings.bootstrap_servers,
+            settings.topics,
+            start=start,
+            only=only,
+            service_keys=settings.service_keys(),
+            forget_after=settings.fleet_forget_after.total_seconds(),
+            locate_lookback=settings.status_lookback,
+            connect_timeout=settings.connect_timeout,
+            client_id=client_id or f"{settings.client_id}-tracker",
+            kafka_options=settings.kafka_security.to_kafka_python(),
+        )
 
     # -- lifecycle
 
@@ -191,6 +234,11 @@ class ReceiptTracker:
             kafka_options=self.kafka_options,
         ) as admin:
             partitions = topic_partitions(admin, self.topics.receipts)
+            try:
+                described = admin.describe_topics([self.topics.events])
+                self._events_topic_id = _topic_id(described[0].get("topic_id"))
+            except (KafkaError, IndexError, AttributeError) as exc:
+                log.debug("no topic id for %s: %s", self.topics.events, exc)
         if partitions is None:
             raise ConfigError(
                 f"receipts topic {self.topics.receipts!r} does not exist on Kafka at "
@@ -222,18 +270,12 @@ class ReceiptTracker:
             tps = [TopicPartition(self.topics.receipts, p) for p in partitions]
             consumer.assign(tps)
             ends = consumer.end_offsets(tps, timeout_ms=ms)
-            if isinstance(self.start_at, datetime):
-                stamp = int(self.start_at.timestamp() * 1000)
-                found = consumer.offsets_for_times(dict.fromkeys(tps, stamp), timeout_ms=ms)
-                starts = {
-                    tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps
-                }
-            elif self.start_at == "beginning":
-                starts = consumer.beginning_offsets(tps, timeout_ms=ms)
-            else:
-                starts = ends
+            starts = self._offsets_at(consumer, tps, self.start_at, ends, ms)
+            # Watermarks from just before the start say who is there right away.
+            window = datetime.now(UTC) - timedelta(seconds=self.fleet_window)
+            early = self._offsets_at(consumer, tps, window, ends, ms)
             for tp in tps:
-                consumer.seek(tp, starts[tp])
+                consumer.seek(tp, min(starts[tp], early[tp]))
         except KafkaError as exc:
             consumer.close()
             raise BrokerUnavailableError(
@@ -242,14 +284,31 @@ class ReceiptTracker:
             ) from None
         self._consumer = consumer
         self._targets = {tp.partition: int(ends[tp]) for tp in tps}
-        self._positions = {tp.partition: int(starts[tp]) for tp in tps}
+        self._index_from = {tp.partition: int(starts[tp]) for tp in tps}
+        self._positions = {tp.partition: int(min(starts[tp], early[tp])) for tp in tps}
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="revocast-tracker", daemon=True)
         self._thread.start()
         return self
 
+    @staticmethod
+    def _offsets_at(
+        consumer: Any,
+        tps: list[TopicPartition],
+        at: StartAt,
+        ends: dict[TopicPartition, int],
+        ms: int,
+    ) -> dict[TopicPartition, int]:
+        if isinstance(at, datetime):
+            stamp = max(0, int(at.timestamp() * 1000))
+            found = consumer.offsets_for_times(dict.fromkeys(tps, stamp), timeout_ms=ms)
+            return {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}
+        if at == "beginning":
+            return dict(consumer.beginning_offsets(tps, timeout_ms=ms))
+        return dict(ends)
+
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop reading and close the consumer (bounded by ``timeout``)."""
+        """Stop reading and close the consumers (bounded by ``timeout``)."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None:
@@ -260,6 +319,7 @@ class ReceiptTracker:
                 consumer.close(autocommit=False, timeout_ms=int(timeout * 1000))
             except KafkaError as exc:  # closing must not fail a shutdown
                 log.debug("closing receipts consumer: %s", exc)
+        self.events.close()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -296,23 +356,71 @@ class ReceiptTracker:
                 continue
             backoff = 0.1
             self.last_error = None
-            if not batches:
-                continue
+            now = time.time_ns()
             with self._cond:
                 for tp, records in batches.items():
                     for record in records:
-                        self._add(record.value)
+                        fleet_only = record.offset < self._index_from.get(tp.partition, 0)
+                        self._add(record.value, now, fleet_only=fleet_only)
                         self._positions[tp.partition] = record.offset + 1
+                self.fleet.forget_silent(now)
                 self._cond.notify_all()
 
-    def _add(self, value: bytes | None) -> None:
+    def _refuse(self, reason: str, detail: str) -> None:
+        self.refused[reason] += 1
+        n = self.refused[reason]
+        if n <= 10 or n % 1000 == 0:
+            log.warning("refused a receipts-topic record (%s, %d so far): %s", reason, n, detail)
+
+    def _add(self, value: bytes | None, received_ns: int, *, fleet_only: bool = False) -> None:
+        data = value or b""
+        if len(data) > _MAX_RECORD:
+            self.invalid_receipts += 1
+            self._refuse("too_large", f"{len(data)} bytes")
+            return
+        keys = self.service_keys
+        if is_signed(data):
+            self._watermark(data, received_ns)
+            return
+        if keys is not None:
+            self._refuse("unsigned", "service keys are configured; unsigned records never count")
+            return
         try:
-            receipt = Receipt.from_bytes(value or b"")
+            raw: Any = json.loads(data)
+        except (ValueError, RecursionError):
+            raw = None
+        if isinstance(raw, dict) and raw.get("type") == "watermark":
+            self._watermark(data, received_ns)
+            return
+        if fleet_only:
+            return
+        try:
+            receipt = Receipt.model_validate(raw)
         except ValidationError:
             self.invalid_receipts += 1
-            log.warning("skipping an invalid receipt (%d so far)", self.invalid_receipts)
+            self._refuse("invalid", "neither a receipt nor a watermark")
             return
         self._record(receipt)
+
+    def _watermark(self, data: bytes, received_ns: int) -> None:
+        keys = self.service_keys
+        try:
+            wm = Watermark.from_bytes(data, keys, require_signature=keys is not None)
+        except InvalidEventError as exc:
+            self.invalid_receipts += 1
+            self._refuse(exc.reason, str(exc))
+            return
+        if wm.topic != self.topics.events:
+            self._refuse("other_topic", f"{wm.service}/{wm.instance} reads {wm.topic!r}")
+            return
+        theirs, ours = _topic_id(wm.topic_id), self._events_topic_id
+        if theirs is not None and ours is not None and theirs != ours:
+            self._refuse(
+                "other_topic_id",
+                f"{wm.service}/{wm.instance} read an earlier {wm.topic} (id {theirs}, now {ours})",
+            )
+            return
+        self.fleet.add(wm, received_ns)
 
     def record(self, receipt: Receipt) -> None:
         """Index one receipt as if read from the topic (for tests and replays)."""
@@ -328,24 +436,57 @@ class ReceiptTracker:
             per_event = self._index[receipt.event_id] = {}
             while len(self._index) > self.max_events:
                 self._index.popitem(last=False)
+        if receipt.event_id not in self._refs:
+            self._remember(
+                EventRef(
+                    receipt.event_id,
+                    receipt.event_type,
+                    receipt.partition,
+                    receipt.offset,
+                    receipt.published_at_ns,
+                )
+            )
         key = (receipt.service, receipt.instance)
         known = per_event.get(key)
         # A replaying consumer may report again: the first application is the one that counts.
         if known is None or receipt.applied_at_ns < known.applied_at_ns:
             per_event[key] = receipt
 
+    def _remember(self, ref: EventRef) -> None:
+        self._refs[ref.event_id] = ref
+        self._refs.move_to_end(ref.event_id)
+        while len(self._refs) > self.max_events:
+            self._refs.popitem(last=False)
+
+    def track(self, published: Published) -> None:
+        """Remember where a published event is (the publisher calls this on every publish)."""
+        with self._cond:
+            self._remember(
+                EventRef(
+                    published.event_id,
+                    published.event_type,
+                    published.partition,
+                    published.offset,
+                    published.published_at_ns,
+                )
+            )
+            self._cond.notify_all()
+
     # -- catching up
 
     def caught_up(self) -> bool:
         """Whether everything that was in the topic at :meth:`start` has been read."""
         with self._cond:
-            return all(self._positions.get(p, 0) >= end for p, end in self._targets.items())
+            return self._caught_up()
+
+    def _caught_up(self) -> bool:
+        return all(self._positions.get(p, 0) >= end for p, end in self._targets.items())
 
     def catch_up(self, timeout: float) -> None:
         """Wait until everything that was in the topic at start has been read."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not all(self._positions.get(p, 0) >= e for p, e in self._targets.items()):
+            while not self._caught_up():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise BrokerUnavailableError(
@@ -356,93 +497,100 @@ class ReceiptTracker:
 
     # -- answers
 
-    def _status(self, event_id: uuid.UUID) -> EventStatus:
-        per_event = self._index.get(event_id, {})
-        by_service: dict[str, list[Receipt]] = {}
-        for receipt in per_event.values():
-            by_service.setdefault(receipt.service, []).append(receipt)
-        services = {
-            name: ServiceApplied(
-                service=name,
-                instances=tuple(
-                    InstanceApplied(
-                        instance=r.instance,
-                        flavor=r.flavor,
-                        applied_at=_iso(r.applied_at_ns),
-                        latency_ms=_ms(r.latency_ns),
-                        partition=r.partition,
-                        offset=r.offset,
-                    )
-                    for r in sorted(receipts, key=lambda r: r.applied_at_ns)
-                ),
-            )
-            for name, receipts in sorted(by_service.items())
-        }
-        first = next(iter(per_event.values()), None)
-        return EventStatus(
-            event_id=event_id,
-            event_type=first.event_type if first else None,
-            published_at=_iso(first.published_at_ns) if first else None,
-            services=services,
-        )
+    def _status(self, event_id: uuid.UUID, now_ns: int) -> EventStatus:
+        receipts = self._index.get(event_id, {}).values()
+        return build_status(event_id, self._refs.get(event_id), receipts, self.fleet, now_ns)
 
     def status(self, event_id: uuid.UUID) -> EventStatus:
-        """Which services and instances applied ``event_id`` so far, and when."""
+        """Which instances applied ``event_id`` so far, when, and which have not."""
         with self._cond:
-            return self._status(event_id)
+            return self._status(event_id, time.time_ns())
+
+    def fleet_status(self, *, lag: bool = True) -> FleetStatus:
+        """Every instance known from watermarks, with lag behind the events topic's end."""
+        ends = self.events.end_offsets() if lag else None
+        with self._cond:
+            return self.fleet.status(time.time_ns(), ends, dict(self.refused))
+
+    def locate(self, event_id: uuid.UUID, *, timeout: float, since: datetime | None = None) -> bool:
+        """Find ``event_id`` in the events topic (since ``since``, default ``locate_lookback``
+        ago) when its position is not known yet; whether it is known now."""
+        with self._cond:
+            if event_id in self._refs:
+                return True
+        ref = self.events.locate(
+            event_id, since=since or datetime.now(UTC) - self.locate_lookback, timeout=timeout
+        )
+        if ref is None:
+            return False
+        with self._cond:
+            self._remember(ref)
+            self._cond.notify_all()
+        return True
 
     def wait_in_force(
         self,
-        event_id: uuid.UUID,
-        services: Sequence[str],
+        event: uuid.UUID | Published,
+        services: Sequence[str] | None = None,
         *,
         timeout: float,
         min_instances: int = 1,
+        silent_ok: bool = False,
     ) -> InForce:
-        """Block until each of ``services`` has ``min_instances`` receipts for ``event_id``.
+        """Block until ``event`` is applied by every instance asked about.
 
-        Returns the :class:`InForce` with per-service latencies, or raises
-        :class:`~producer.exceptions.NotInForceError` naming the services still
-        missing after ``timeout`` seconds.
+        ``services=None``: every instance of every service in the fleet (known from
+        watermarks; at least one must be known, and the tracker must have read what
+        the topic held at its start). Named services: each needs ``min_instances``
+        instances that applied it, and every instance of it known from watermarks.
+        A silent instance that has not applied it keeps it not in force, unless
+        ``silent_ok`` (then it is listed in :attr:`InForce.silent`). Raises
+        :class:`~producer.exceptions.NotInForceError` naming the missing services
+        and the silent and pending instances after ``timeout`` seconds.
         """
         if self._thread is None:
             raise ConfigError("the receipt tracker is not started: call start() first")
         if min_instances < 1:
             raise ConfigError(f"min_instances must be >= 1, got {min_instances}")
-        names = _parse_services(services)
+        if isinstance(event, uuid.UUID):
+            event_id = event
+        else:
+            self.track(event)
+            event_id = event.event_id
+        names = _parse_services(services) if services is not None else None
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                status = self._status(event_id)
-                missing = status.missing(names, min_instances)
-                if not missing:
-                    break
+        located = False
+        while True:
+            with self._cond:
+                status = self._status(event_id, time.time_ns())
+                wanted = names if names is not None else self.fleet.services()
+                verdict = judge(status, wanted, min_instances=min_instances, silent_ok=silent_ok)
+                if verdict.done and (names is not None or self._caught_up()):
+                    return in_force(status, wanted, min_instances, verdict.silent)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    applied = ", ".join(sorted(status.services)) or "no service"
-                    raise NotInForceError(
-                        f"revocation {event_id} is not in force in {', '.join(missing)} after "
-                        f"{timeout:g} s (applied by {applied})"
-                        + (f"; receipts unreadable: {self.last_error}" if self.last_error else ""),
-                        event_id=event_id,
-                        missing=missing,
-                        status=status,
-                    )
-                self._cond.wait(remaining)
-        chosen = {name: status.services[name] for name in names}
-        published_at = status.published_at
-        if published_at is None:  # unreachable: every named service has a receipt
-            raise NotInForceError(
-                f"revocation {event_id} has no receipts",
-                event_id=event_id,
-                missing=names,
-                status=status,
-            )
-        latency = max(s.nth_ms(min_instances) or 0.0 for s in chosen.values())
-        return InForce(
-            event_id=event_id,
-            published_at=published_at,
-            in_force_at=max(s.instances[min_instances - 1].applied_at for s in chosen.values()),
-            latency_ms=latency,
-            services=chosen,
+                    return self._raise(status, wanted, verdict, timeout)
+                unknown = event_id not in self._refs and event_id not in self._index
+                if not unknown or located:
+                    self._cond.wait(min(remaining, 0.5))
+                    continue
+            located = True
+            try:  # published elsewhere: find it in the events topic, within the timeout
+                self.locate(event_id, timeout=max(0.1, remaining))
+            except BrokerUnavailableError as exc:
+                self.last_error = str(exc)
+
+    def _raise(
+        self, status: EventStatus, wanted: list[str], verdict: Verdict, timeout: float
+    ) -> InForce:
+        message = not_in_force_message(status, wanted, verdict, timeout)
+        if self.last_error:
+            message += f"; receipts unreadable: {self.last_error}"
+        raise NotInForceError(
+            message,
+            event_id=status.event_id,
+            missing=verdict.missing,
+            status=status,
+            silent=verdict.silent,
+            pending=verdict.pending,
         )

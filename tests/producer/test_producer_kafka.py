@@ -37,8 +37,10 @@ from schemas import (
     TopicNames,
     UnknownKeyError,
     decode,
+    decode_records,
     in_seconds,
 )
+from schemas.batch import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
 
 pytestmark = pytest.mark.integration
 
@@ -188,24 +190,25 @@ def test_envelopes_are_restamped_just_before_send(
     assert published.published_at_ns >= env.published_at_ns + 50_000_000
 
 
-def test_publish_many_reports_every_event_in_order(
-    kafka_bootstrap: str, topics: TopicNames, signing_key: SigningKey, trusted_keys: KeySet
-) -> None:
-    events = [
+def _offboardings(n: int, subjects: int) -> list[SubjectOffboarded]:
+    return [
         SubjectOffboarded(
-            subject=Subject(id=f"svc-{i % 50}", kind="service_account"),
+            subject=Subject(id=f"svc-{i % subjects}", kind="service_account"),
             not_before=datetime.now(UTC),
             expires_at=in_seconds(600),
         )
-        for i in range(3000)
+        for i in range(n)
     ]
-    with RevocationPublisher(kafka_bootstrap, topics, signing_key) as pub:
+
+
+def test_publish_many_one_record_per_event_when_batches_are_off(
+    kafka_bootstrap: str, topics: TopicNames, signing_key: SigningKey, trusted_keys: KeySet
+) -> None:
+    events = _offboardings(3000, 50)
+    with RevocationPublisher(kafka_bootstrap, topics, signing_key, batch_records=False) as pub:
         published = pub.publish_many(events)
     assert len(published) == 3000
     assert len({p.event_id for p in published}) == 3000
-    assert {(p.partition, p.offset) for p in published} == {
-        (p.partition, p.offset) for p in published
-    }
     assert len({(p.partition, p.offset) for p in published}) == 3000  # no two share a slot
     # Per-subject order: offsets grow with input order within a subject.
     last: dict[tuple[int, int], int] = {}
@@ -219,6 +222,42 @@ def test_publish_many_reports_every_event_in_order(
     assert ids == {p.event_id for p in published}
 
 
+def test_publish_many_packs_each_partition_into_signed_batch_records(
+    kafka_bootstrap: str, topics: TopicNames, signing_key: SigningKey, trusted_keys: KeySet
+) -> None:
+    events = _offboardings(3000, 50)
+    with RevocationPublisher(kafka_bootstrap, topics, signing_key) as pub:
+        published = pub.publish_many(events)
+        single = pub.publish(session("svc-1", "alone"))  # publish() stays one event per record
+    assert len(published) == 3000
+    assert [p.event_id for p in published] == [p.event_id for p in published]
+    slots = {(p.partition, p.offset) for p in published}
+    assert len(slots) < 3000 / 10  # batches, not records per event
+    records = read_records(kafka_bootstrap, topics.events, len(slots) + 1)
+    assert len(records) == len(slots) + 1
+    where: dict[uuid.UUID, tuple[int, int, int]] = {}
+    subject_partition: dict[str, int] = {}
+    for r in records:
+        envs = decode_records(r.value, trusted_keys)
+        assert r.key is None or len(envs) == 1  # batch records carry no key
+        assert len(envs) <= MAX_BATCH_EVENTS
+        assert len(r.value) <= MAX_BATCH_BYTES
+        for n, env in enumerate(envs):
+            where[env.event_id] = (r.partition, r.offset, n)
+            # One subject, one partition: the same partition publish() picks by key.
+            assert isinstance(env.event, SubjectOffboarded | SessionRevoked)
+            sid = env.event.subject.id
+            assert subject_partition.setdefault(sid, r.partition) == r.partition
+    assert where[single.event_id][:2] == (single.partition, single.offset)
+    # Every event is exactly where its Published says, and in input order per subject.
+    last: dict[int, tuple[int, int]] = {}
+    for i, p in enumerate(published):
+        partition, offset, n = where[p.event_id]
+        assert (partition, offset) == (p.partition, p.offset)
+        assert (offset, n) > last.get(i % 50, (-1, -1))
+        last[i % 50] = (offset, n)
+
+
 def test_key_rotation_overlap_loses_nothing(kafka_bootstrap: str, topics: TopicNames) -> None:
     old, new = SigningKey.generate("2026-10"), SigningKey.generate("2026-11")
     overlap = KeySet.of([old, new])
@@ -227,18 +266,19 @@ def test_key_rotation_overlap_loses_nothing(kafka_bootstrap: str, topics: TopicN
         pub.rotate_key(new)
         assert pub.kid == "2026-11"
         after = pub.publish_many([session("u", f"new-{i}") for i in range(5)])
-    records = read_records(kafka_bootstrap, topics.events, 10)
-    decoded = [decode(r.value, overlap) for r in records]
+    assert len({(p.partition, p.offset) for p in after}) == 1  # one subject: one batch record
+    records = read_records(kafka_bootstrap, topics.events, 6)
+    decoded = [e for r in records for e in decode_records(r.value, overlap)]
     assert {e.event_id for e in decoded} == {p.event_id for p in before + after}
-    # Consumers that only know the old key refuse the new events (never apply them).
+    # Consumers that only know the old key refuse the new record whole (never apply it).
     only_old = KeySet.of([old])
     refused = 0
     for r in records:
         try:
-            decode(r.value, only_old)
+            decode_records(r.value, only_old)
         except UnknownKeyError:
             refused += 1
-    assert refused == 5
+    assert refused == 1
 
 
 def test_forged_and_unsigned_events_are_rejected_by_the_decode_path(
@@ -289,6 +329,16 @@ def test_publish_many_names_events_that_were_not_acknowledged(
         admin.alter_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topics.events, {"max.message.bytes": "1200"})]
         )
+        # The broker applies the change from the metadata log: wait until it says so.
+        wanted = ConfigResource(ConfigResourceType.TOPIC, topics.events, ["max.message.bytes"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = admin.describe_configs([wanted]).get("topic", {}).get(topics.events, {})
+            if found.get("max.message.bytes", {}).get("value") == "1200":
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the broker did not apply max.message.bytes=1200 within 10 s")
     finally:
         admin.close()
     big = SessionRevoked(
