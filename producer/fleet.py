@@ -20,9 +20,13 @@ Runs: an instance (``service``, ``instance``) that restarts sends a new
 applied does not count for the current one: a restarted instance replays, and an
 event is in force there again once the new run's watermarks pass it.
 
-Clocks: "last seen" is the watermark's ``applied_at_ns`` (the instance's clock),
-capped by the time the tracker read it, so a watermark stamped in the future cannot
-keep an instance live. Across hosts, presence and latency are as good as clock sync.
+Clocks: "last seen" is when the instance sent the watermark (the record's
+timestamp, else its ``applied_at_ns``: an idle watermark carries the time of the
+last batch it applied, not the time it was sent), capped by the time the tracker
+read it, so a record stamped in the future cannot keep an instance live. The record
+timestamp is not signed: a replayed watermark can make a dead instance look live,
+which only makes it *pending* (the wait goes on), never applied. Across hosts,
+presence and latency are as good as clock sync.
 
 Bounded: at most ``max_instances`` instances, ``max_runs`` runs each, and
 ``max_history`` watermark steps per run and partition. When older steps are
@@ -174,8 +178,9 @@ class Fleet:
     def __len__(self) -> int:
         return len(self._instances)
 
-    def add(self, wm: Watermark, received_ns: int) -> bool:
-        """Take one watermark read at ``received_ns`` (tracker clock); ``False`` if ignored."""
+    def add(self, wm: Watermark, received_ns: int, sent_ns: int | None = None) -> bool:
+        """Take one watermark sent at ``sent_ns`` (its record's timestamp) and read at
+        ``received_ns`` (tracker clock); ``False`` if ignored."""
         key = (wm.service, wm.instance)
         inst = self._instances.get(key)
         if inst is None:
@@ -184,7 +189,7 @@ class Fleet:
                 return False
             inst = self._instances[key] = _Instance(wm.service, wm.instance)
             log.info("instance %s/%s joined (%s)", wm.service, wm.instance, wm.engine)
-        seen_ns = min(wm.applied_at_ns, received_ns)
+        seen_ns = min(max(sent_ns or 0, wm.applied_at_ns), received_ns)
         run = next((r for r in inst.runs if r.started_at_ns == wm.started_at_ns), None)
         if run is None:
             if inst.runs and wm.started_at_ns < inst.runs[0].started_at_ns:

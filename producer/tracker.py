@@ -361,7 +361,8 @@ class ReceiptTracker:
                 for tp, records in batches.items():
                     for record in records:
                         fleet_only = record.offset < self._index_from.get(tp.partition, 0)
-                        self._add(record.value, now, fleet_only=fleet_only)
+                        sent = record.timestamp * 1_000_000 if record.timestamp > 0 else None
+                        self._add(record.value, now, sent, fleet_only=fleet_only)
                         self._positions[tp.partition] = record.offset + 1
                 self.fleet.forget_silent(now)
                 self._cond.notify_all()
@@ -372,7 +373,14 @@ class ReceiptTracker:
         if n <= 10 or n % 1000 == 0:
             log.warning("refused a receipts-topic record (%s, %d so far): %s", reason, n, detail)
 
-    def _add(self, value: bytes | None, received_ns: int, *, fleet_only: bool = False) -> None:
+    def _add(
+        self,
+        value: bytes | None,
+        received_ns: int,
+        sent_ns: int | None = None,
+        *,
+        fleet_only: bool = False,
+    ) -> None:
         data = value or b""
         if len(data) > _MAX_RECORD:
             self.invalid_receipts += 1
@@ -380,7 +388,7 @@ class ReceiptTracker:
             return
         keys = self.service_keys
         if is_signed(data):
-            self._watermark(data, received_ns)
+            self._watermark(data, received_ns, sent_ns)
             return
         if keys is not None:
             self._refuse("unsigned", "service keys are configured; unsigned records never count")
@@ -390,7 +398,7 @@ class ReceiptTracker:
         except (ValueError, RecursionError):
             raw = None
         if isinstance(raw, dict) and raw.get("type") == "watermark":
-            self._watermark(data, received_ns)
+            self._watermark(data, received_ns, sent_ns)
             return
         if fleet_only:
             return
@@ -402,7 +410,7 @@ class ReceiptTracker:
             return
         self._record(receipt)
 
-    def _watermark(self, data: bytes, received_ns: int) -> None:
+    def _watermark(self, data: bytes, received_ns: int, sent_ns: int | None) -> None:
         keys = self.service_keys
         try:
             wm = Watermark.from_bytes(data, keys, require_signature=keys is not None)
@@ -420,7 +428,7 @@ class ReceiptTracker:
                 f"{wm.service}/{wm.instance} read an earlier {wm.topic} (id {theirs}, now {ours})",
             )
             return
-        self.fleet.add(wm, received_ns)
+        self.fleet.add(wm, received_ns, sent_ns)
 
     def record(self, receipt: Receipt) -> None:
         """Index one receipt as if read from the topic (for tests and replays)."""
