@@ -108,7 +108,9 @@ def test_okta_deactivation_rejects_the_users_tokens_in_every_service(
         check_request_payload=False,
     )
     assert published_count(kafka_bootstrap, topics.events) == before + 1
-    fresh = mint(idp_key, subject, iat=event.not_before.timestamp() + 1)
+    # A token issued after the not-before (iat is whole seconds, and never in the future).
+    time.sleep(max(0.0, event.not_before.timestamp() + 1.05 - time.time()))
+    fresh = mint(idp_key, subject)
     assert_accepted_everywhere(fleet, fresh)
     assert_rejected_everywhere(fleet, token, RevokedTokenError)
 
