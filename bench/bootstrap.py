@@ -140,9 +140,14 @@ def run_bootstrap(
     ui: Any,
     bare_clients: tuple[str, ...] = ("kafka-python",),
     batch_events: int = 0,
+    apply_engines: tuple[str, ...] = (),
+    redis_url: str | None = None,
 ) -> dict[str, Any]:
     """``batch_events`` > 1: also replay the smallest size as batch records of that many
-    events each (one signature per record, as ``publish_many`` writes them)."""
+    events each (one signature per record, as ``publish_many`` writes them).
+    ``apply_engines``: RevocationConsumer engines besides kafka-python whose apply rate is
+    measured on the smallest size. ``redis_url``: the largest size is replayed a second
+    time from the snapshot the first replay saved (ready from a snapshot vs cold)."""
     logs = out_dir / "logs"
     prefixes = {size: f"bench-{run_id}-boot-{size}" for size in sizes}
     targets = [(size, TopicNames.prefixed(p)) for size, p in prefixes.items()]
@@ -268,13 +273,36 @@ def run_bootstrap(
                 task.done()
             if "kafka-python" in entry["raw_by_client"]:
                 entry["raw"] = entry["raw_by_client"]["kafka-python"]
+        snap = ("--snapshot-redis", redis_url) if redis_url and size == max(sizes) else ()
         task = ui.task(f"bootstrap: apply replay of {size:,}", total=None)
         entry["apply"] = run_json_child(
-            children, f"replay-apply-{size}", replay_cmd("apply", prefix),
+            children, f"replay-apply-{size}", replay_cmd("apply", prefix, *snap),
             logs / f"replay-apply-{size}.log",
             timeout + 30, late_profile=out_dir / f"profile-replay-{size}.collapsed.txt",
         )
         task.done()
+        if snap:
+            task = ui.task(f"bootstrap: ready from a snapshot, {size:,} retained", total=None)
+            try:
+                entry["apply_from_snapshot"] = run_json_child(
+                    children, f"replay-snapshot-{size}",
+                    replay_cmd("apply", prefix, *snap, "--forget-snapshot"),
+                    logs / f"replay-snapshot-{size}.log", timeout + 30)
+            except (RuntimeError, json.JSONDecodeError) as exc:
+                entry["apply_from_snapshot"] = {"error": str(exc)}
+            task.done()
+        if size == min(sizes) and apply_engines:
+            entry["apply_by_engine"] = {}
+            for eng in apply_engines:
+                task = ui.task(f"bootstrap: apply replay of {size:,} on {eng}", total=None)
+                try:
+                    entry["apply_by_engine"][eng] = run_json_child(
+                        children, f"replay-apply-{eng}-{size}",
+                        replay_cmd("apply", prefix, "--engine", eng),
+                        logs / f"replay-apply-{eng}-{size}.log", timeout + 30)
+                except (RuntimeError, json.JSONDecodeError) as exc:
+                    entry["apply_by_engine"][eng] = {"error": str(exc)}
+                task.done()
         if "raw" in entry:
             raw_rate = entry["raw"].get("rate_per_s") or 0.0
             apply_rate = entry["apply"].get("rate_per_s") or 0.0

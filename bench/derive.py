@@ -60,8 +60,11 @@ def apply_rates(bootstrap: Mapping[str, Any]) -> dict[str, Any]:
     for size in bootstrap.get("sizes") or []:
         ap = size.get("apply") or {}
         if ap.get("rate_per_s") is not None:
-            single[str(size["size"])] = {"kafka-python": ap["rate_per_s"],
-                                         "complete": ap.get("complete")}
+            block = single.setdefault(str(size["size"]), {})
+            block["kafka-python"] = ap["rate_per_s"]
+            block["complete"] = ap.get("complete")
+            for eng, other in (size.get("apply_by_engine") or {}).items():
+                block[eng] = other.get("rate_per_s") if "error" not in other else None
     batch = bootstrap.get("batch_records") or {}
     if batch.get("events_per_s") is not None:
         batch_block: dict[str, Any] = {
@@ -95,15 +98,21 @@ def raw_consume_rates(bootstrap: Mapping[str, Any]) -> dict[str, Any]:
 
 def bootstrap_ready(bootstrap: Mapping[str, Any]) -> dict[str, Any]:
     cold: dict[str, Any] = {}
+    snapshot: dict[str, Any] = {}
     for size in bootstrap.get("sizes") or []:
         ap = size.get("apply") or {}
         if ap:
             cold[str(size["size"])] = ap.get("elapsed_s") if ap.get("complete") else None
-    snap = bootstrap.get("snapshot")
+        warm = size.get("apply_from_snapshot") or {}
+        if warm.get("from_snapshot") and warm.get("complete"):
+            snapshot[str(size["size"])] = warm.get("elapsed_s")
+        elif warm:
+            snapshot[str(size["size"])] = None
+            snapshot["error"] = warm.get("error") or "the second replay did not start from a " \
+                "snapshot (none was saved, or it was refused)"
     return {
         "cold": cold or {"error": "not measured"},
-        "snapshot": snap if snap else {
-            "error": "not measured: consumers in this tree bootstrap from the topic only"},
+        "snapshot": snapshot or {"error": "not measured"},
         "definition": "seconds from start() until ready (every retained record applied)",
     }
 

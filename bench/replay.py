@@ -2,9 +2,12 @@
 
 Each measurement runs in its own process so that its peak memory is its own.
 
-* ``--mode apply``: a :class:`consumers.RevocationConsumer` (receipts off) is
-  started on the topic and timed from ``start()`` until ``wait_ready()`` returns,
-  i.e. until every retained record is verified, decoded and applied. Memory: peak
+* ``--mode apply``: a :class:`consumers.RevocationConsumer` (receipts off; engine
+  ``--engine``) is started on the topic and timed from ``start()`` until
+  ``wait_ready()`` returns, i.e. until every retained record is verified, decoded and
+  applied. With ``--snapshot-redis`` it keeps a snapshot in Redis: a first run replays
+  everything and saves one on stop, a second run starts from it (``from_snapshot``)
+  and replays only what follows its offsets. Memory: peak
   RSS (``VmHWM``) and its growth over the RSS measured just before ``start()``.
 * raw consume (no verify, no decode, no apply) is :mod:`bench.bareclient`
   ``--replay``, for every engine's Kafka client.
@@ -46,10 +49,28 @@ def _peak_kb() -> int:
     return _status_kb("VmHWM:")
 
 
-def _consumer(bootstrap: str, prefix: str, jwks: str) -> Any:
+def _consumer(bootstrap: str, prefix: str, jwks: str, engine: str = "kafka-python",
+              snapshot_redis: str | None = None) -> Any:
+    import inspect
+
     from consumers import RevocationConsumer
     from schemas import KeySet, TopicNames
 
+    options: dict[str, Any] = {}
+    if engine != "kafka-python":
+        if "engine" not in inspect.signature(RevocationConsumer).parameters:
+            raise SystemExit(f"this RevocationConsumer has no engine option: cannot run {engine}")
+        options["engine"] = engine
+    if snapshot_redis is not None:
+        import redis
+
+        from consumers import RedisSnapshotStore
+
+        client = redis.Redis.from_url(snapshot_redis, socket_timeout=120)
+        options["snapshots"] = RedisSnapshotStore(client, "bench-replay",
+                                                  prefix=f"bench-snap-{prefix}")
+        # Only the snapshot saved on stop: a periodic one would slow the timed replay.
+        options["snapshot_interval"] = 1e9
     return RevocationConsumer(
         bootstrap,
         TopicNames.prefixed(prefix),
@@ -58,11 +79,13 @@ def _consumer(bootstrap: str, prefix: str, jwks: str) -> Any:
         KeySet.load(jwks),
         publish_receipts=False,
         max_staleness=3600.0,
+        **options,
     )
 
 
-def _apply(bootstrap: str, prefix: str, jwks: str, timeout: float) -> dict[str, Any]:
-    consumer = _consumer(bootstrap, prefix, jwks)
+def _apply(bootstrap: str, prefix: str, jwks: str, timeout: float, engine: str,
+           snapshot_redis: str | None, forget_snapshot: bool) -> dict[str, Any]:
+    consumer = _consumer(bootstrap, prefix, jwks, engine, snapshot_redis)
     rss_before = _rss_kb()
     begin = time.monotonic()
     try:
@@ -72,10 +95,16 @@ def _apply(bootstrap: str, prefix: str, jwks: str, timeout: float) -> dict[str, 
         stats = consumer.stats()
         entries = len(consumer.state)
         counts = consumer.state.counts()
+        warmed = consumer.warmed_from is not None
     finally:
-        consumer.stop()
+        consumer.stop()  # with a snapshot store: saves the snapshot a next run starts from
+        store = getattr(consumer, "_snapshots", None)
+        if forget_snapshot and store is not None:
+            store.client.delete(store.key(consumer.topics.events))
     return {
         "mode": "apply",
+        "engine": engine,
+        "from_snapshot": warmed,
         "records": stats.records,
         "applied": stats.applied,
         "dead_lettered": stats.dead_lettered,
@@ -133,9 +162,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jwks", default=None)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile-out", default=None)
+    parser.add_argument("--engine", default="kafka-python", help="the consumer's engine")
+    parser.add_argument(
+        "--snapshot-redis", default=None,
+        help="keep a snapshot in this Redis: start from it when there is one, save one on stop",
+    )
+    parser.add_argument("--forget-snapshot", action="store_true",
+                        help="delete the snapshot after this run")
     args = parser.parse_args(argv)
     if args.mode == "apply":
-        result = _apply(args.bootstrap, args.prefix, args.jwks, args.timeout)
+        result = _apply(args.bootstrap, args.prefix, args.jwks, args.timeout, args.engine,
+                        args.snapshot_redis, args.forget_snapshot)
     else:
         result = _profile(
             args.bootstrap, args.prefix, args.jwks, args.timeout, Path(args.profile_out)

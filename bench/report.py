@@ -744,6 +744,21 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                 f"{_fmt(raw.get('rate_per_s'), 0)} | {_fmt(s.get('apply_vs_raw'), 3)} |"
             )
     add("")
+    for s in boot.get("sizes", []) if isinstance(boot, Mapping) else []:
+        warm = s.get("apply_from_snapshot") or {}
+        if warm:
+            add("")
+            add(f"Ready from a snapshot ({_fmt(s.get('size'))} retained; the snapshot the "
+                "replay above saved on stop, in Redis): "
+                + (f"**{_fmt(warm.get('elapsed_s'))} s**, peak RSS "
+                   f"{_fmt((warm.get('peak_rss_kb') or 0) / 1024, 0)} MiB."
+                   if warm.get("from_snapshot") and warm.get("complete")
+                   else f"not measured ({warm.get('error') or 'no snapshot was used'})."))
+        for eng, other in (s.get("apply_by_engine") or {}).items():
+            add("")
+            add(f"Apply replay of {_fmt(s.get('size'))} on the {eng} engine: "
+                + (f"{_fmt(other.get('rate_per_s'), 0)} records/s."
+                   if other.get("rate_per_s") is not None else f"failed ({other.get('error')})."))
     batch = boot.get("batch_records") if isinstance(boot, Mapping) else None
     if batch:
         ap = batch.get("apply") or {}

@@ -371,6 +371,19 @@ def _print_summary(console: Console, results: dict[str, Any]) -> None:
             num(s.get("size")), num(ap.get("rate_per_s"), 0), num(ap.get("elapsed_s")),
             num((ap.get("peak_rss_kb") or 0) / 1024, 0),
         ])
+        warm = s.get("apply_from_snapshot") or {}
+        if warm.get("complete"):
+            rrows.append([
+                "ready from the snapshot the replay above saved" + (
+                    "" if warm.get("from_snapshot") else " - NO SNAPSHOT USED"),
+                num(s.get("size")), "-", num(warm.get("elapsed_s")),
+                num((warm.get("peak_rss_kb") or 0) / 1024, 0),
+            ])
+        for eng, other in (s.get("apply_by_engine") or {}).items():
+            if other.get("rate_per_s") is not None:
+                rrows.append([f"apply (verify + decode + apply), {eng}", num(s.get("size")),
+                              num(other.get("rate_per_s"), 0), num(other.get("elapsed_s")),
+                              num((other.get("peak_rss_kb") or 0) / 1024, 0)])
     batch = (results.get("bootstrap") or {}).get("batch_records") if isinstance(
         results.get("bootstrap"), dict) else None
     if batch and batch.get("events_per_s") is not None:
@@ -592,6 +605,9 @@ def run_benchmark(
                         ui=ui, bare_clients=tuple(dict.fromkeys(
                             engine_info(e).bare_client for e in plan.engines)),
                         batch_events=plan.batch_events,
+                        apply_engines=tuple(e for e in plan.engines
+                                            if e not in ("kafka-python", "faust")),
+                        redis_url=services.redis_url,
                     ))
                     for s in boot["sizes"]:
                         raw = s.get("raw", {}).get("rate_per_s")
