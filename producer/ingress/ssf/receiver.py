@@ -146,14 +146,15 @@ class SetReceiver:
         status: Literal["applied", "acknowledged", "control"] = (
             "applied" if published else "control" if result.controls else "acknowledged"
         )
-        for p in published:
+        for event, p in zip(result.events, published, strict=True):
             log.info(
-                "SET %s from %s via %s: published %s %s at %s/%d@%d",
+                "SET %s from %s via %s: published %s %s for subject %s at %s/%d@%d",
                 escape(jti),
                 name,
                 via,
                 p.event_type,
                 p.event_id,
+                escape(event.subject.id),
                 p.topic,
                 p.partition,
                 p.offset,
