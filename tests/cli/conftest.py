@@ -21,7 +21,7 @@ class Cli:
         self.env = env
 
     def run(
-        self, *args: str, timeout: float = 60.0, **env: str
+        self, *args: str, timeout: float = 180.0, **env: str
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "revocast", *args],
