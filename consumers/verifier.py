@@ -105,8 +105,9 @@ class RemoteKeys:
     """Token-signing keys from a JWKS URL, fetched off the event loop, cached meanwhile.
 
     * A known ``kid`` is answered from the cache at once. When the cache is older
-      than ``refresh_interval`` a refresh starts in a worker thread and the cached
-      key is still served.
+      than ``refresh_interval`` a refresh starts in a worker thread (at most one
+      every ``min_refetch_interval`` seconds, so a failing IdP is not asked on
+      every request) and the cached key is still served.
     * An unknown ``kid`` starts a refresh (at most one every
       ``min_refetch_interval`` seconds, so tokens with made-up kids cannot make
       the verifier hammer the IdP) and waits for it at most ``timeout`` seconds:
@@ -180,7 +181,10 @@ class RemoteKeys:
         key = self._keys.get(kid)
         now = time.monotonic()
         if key is not None:
-            if now - self._fetched_at > self.refresh_interval:
+            if (
+                now - self._fetched_at > self.refresh_interval
+                and now - self._attempted_at >= self.min_refetch_interval
+            ):
                 self.refresh()  # in the background; the cached key serves meanwhile
             return key, None
         inflight = self._inflight

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from producer.api import create_app
 from producer.settings import ApiToken, ProducerSettings
@@ -41,7 +42,7 @@ def http(kafka_bootstrap: str) -> Iterator[httpx.Client]:
     api_settings = ProducerSettings(
         bootstrap_servers=kafka_bootstrap,
         topic_prefix=prefix_of(topics),
-        api_tokens=[ApiToken(name="fuzz", token=TOKEN, scopes=frozenset({"revoke:*"}))],
+        api_tokens=[ApiToken(name="fuzz", token=SecretStr(TOKEN), scopes=frozenset({"revoke:*"}))],
         delivery_timeout=10,
     )
     app = create_app(api_settings, signer=SigningKey.generate("fuzz"))

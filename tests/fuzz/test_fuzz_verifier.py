@@ -25,6 +25,7 @@ from schemas import (
     Envelope,
     SessionRevoked,
     Subject,
+    SubjectKind,
     SubjectOffboarded,
 )
 
@@ -40,7 +41,7 @@ def _state() -> RevocationState:
     later = datetime.now(UTC) + timedelta(hours=1)
     now = datetime.now(UTC)
     for tenant in (None, "acme"):
-        who = Subject(id="alice", kind="human", tenant=tenant)
+        who = Subject(id="alice", kind=SubjectKind.HUMAN, tenant=tenant)
         for event in (
             SessionRevoked(subject=who, session_id="s-1", expires_at=later),
             SubjectOffboarded(subject=who, not_before=now, expires_at=later),

@@ -11,6 +11,7 @@ import socket
 import sys
 
 import uvicorn
+from pydantic import SecretStr
 
 from producer.api import create_app
 from producer.settings import ApiToken, ProducerSettings
@@ -21,7 +22,7 @@ def main() -> None:
     token = sys.argv[1]
     settings = ProducerSettings(
         bootstrap_servers="127.0.0.1:1",
-        api_tokens=[ApiToken(name="iam", token=token, scopes=frozenset({"revoke:*"}))],
+        api_tokens=[ApiToken(name="iam", token=SecretStr(token), scopes=frozenset({"revoke:*"}))],
     )
     app = create_app(settings, signer=SigningKey.generate("k"), warm_up=False)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from producer.api import MAX_BODY, create_app
+from producer.api import create_app
+from producer.bodies import MAX_BODY
 from producer.settings import ApiToken, ProducerSettings
-from schemas import SigningKey, Subject
+from schemas import SigningKey, Subject, SubjectKind
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "t" * 32
@@ -26,7 +28,7 @@ MIB = 1024 * 1024
 
 def _settings(**extra: object) -> ProducerSettings:
     return ProducerSettings(
-        api_tokens=[ApiToken(name="iam", token=TOKEN, scopes=frozenset({"revoke:*"}))],
+        api_tokens=[ApiToken(name="iam", token=SecretStr(TOKEN), scopes=frozenset({"revoke:*"}))],
         **extra,  # type: ignore[arg-type]
     )
 
@@ -149,7 +151,7 @@ async def test_a_chunked_body_over_the_limit_is_413(client: httpx.AsyncClient) -
 
 
 def _session(**extra: object) -> dict[str, object]:
-    subject = Subject(id="alice", kind="human").model_dump(mode="json", exclude_none=True)
+    subject = Subject(id="alice", kind=SubjectKind.HUMAN).model_dump(mode="json", exclude_none=True)
     return {"subject": subject, "session_id": "s-1", **extra}
 
 

@@ -48,6 +48,7 @@ class JwksServer:
         self.asked = threading.Event()
         self.requests = 0
         self.timed_out = False
+        self.fail = False
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +57,9 @@ class JwksServer:
                 outer.asked.set()
                 if not outer.gate.wait(15):
                     outer.timed_out = True
+                if outer.fail:
+                    self.send_error(500)
+                    return
                 keys = [
                     {
                         **jwt.algorithms.ECAlgorithm.to_jwk(KEYS[k].public_key(), as_dict=True),
@@ -187,4 +191,16 @@ def test_unknown_kids_do_not_hammer_the_idp(jwks: JwksServer) -> None:
     for _ in range(5):
         with pytest.raises(Exception, match="not a trusted signing key"):
             verifier.verify(_token("k2"))
+    assert jwks.requests <= 2
+
+
+def test_a_failing_idp_is_not_asked_on_every_request(jwks: JwksServer) -> None:
+    keys = RemoteKeys(jwks.url, timeout=1.0, refresh_interval=0.01, min_refetch_interval=60.0)
+    verifier = _verifier(keys)
+    assert verifier.verify(_token("k1")).subject == "alice"
+    jwks.fail = True
+    time.sleep(0.05)  # the cache is now due for a refresh
+    for _ in range(20):
+        assert verifier.verify(_token("k1")).subject == "alice"  # cached key, never waits
+    time.sleep(0.2)
     assert jwks.requests <= 2

@@ -19,6 +19,7 @@ from schemas import (
     RevocationEvent,
     SessionRevoked,
     Subject,
+    SubjectKind,
     SubjectOffboarded,
     TokenRevoked,
 )
@@ -46,7 +47,7 @@ def _env(event: RevocationEvent) -> Envelope:
 
 
 def _who(ident: str = "alice", tenant: str | None = None) -> Subject:
-    return Subject(id=ident, kind="human", tenant=tenant)
+    return Subject(id=ident, kind=SubjectKind.HUMAN, tenant=tenant)
 
 
 def test_a_service_name_with_a_colon_cannot_collide(client: redis.Redis, prefix: str) -> None:

@@ -20,6 +20,7 @@ from schemas import (
     RevocationEvent,
     SessionRevoked,
     Subject,
+    SubjectKind,
     SubjectOffboarded,
     TokenRevoked,
 )
@@ -30,7 +31,7 @@ BEFORE = int(NOW) - 60  # a token issued a minute ago
 
 
 def _subject(ident: str, tenant: str | None = None) -> Subject:
-    return Subject(id=ident, kind="human", tenant=tenant)
+    return Subject(id=ident, kind=SubjectKind.HUMAN, tenant=tenant)
 
 
 def _apply(state: RevocationState, event: RevocationEvent) -> None:
@@ -80,7 +81,7 @@ def test_a_rotated_client_credential_is_enforced_for_every_actor(act: dict[str, 
 def test_a_rotated_client_credential_spares_tokens_issued_after_it() -> None:
     state = RevocationState()
     _apply(state, _rotate_client("agent-7"))
-    assert state.check(_claims(iat=int(NOW) + 5, act={"sub": "agent-7"})).allowed
+    assert state.check(_claims(iat=int(time.time()) + 5, act={"sub": "agent-7"})).allowed
 
 
 def test_an_offboarded_actor_is_enforced_without_any_other_subject_offboarded() -> None:
