@@ -103,6 +103,7 @@ class ChaosRun:
     delivery_timeout: float = 15.0
     kafka_options: dict[str, Any] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
+    not_applied: dict[str, int] = field(default_factory=dict)
     applied: dict[str, dict[uuid.UUID, float]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -178,6 +179,8 @@ class ChaosRun:
             finally:
                 self._stop.set()
                 thread.join(self.delivery_timeout + 10)
+                # While the consumers still run: every acknowledged event must reach them.
+                self.not_applied = self.wait_all_applied(timeout=60)
 
     def wait_all_applied(self, timeout: float) -> dict[str, int]:
         """Wait until every service applied every acknowledged event; returns what is missing."""
@@ -216,7 +219,6 @@ class ChaosRun:
     def figures(
         self, scenario: str, fault_at: float, fault_s: float, slow_s: float = 2.0
     ) -> ChaosFigures:
-        not_applied = self.wait_all_applied(timeout=60)
         in_topic = self.audit()
         acked = [a for a in self.attempts if a.event_id is not None]
         failed = [a for a in self.attempts if a.error is not None]
@@ -238,8 +240,8 @@ class ChaosRun:
             acked=len(acked),
             lost=len(lost),
             failed_loudly=len(failed),
-            failures=sorted({(a.error or "")[:160] for a in failed}),
-            not_applied=not_applied,
+            failures=sorted({(a.error or "")[:400] for a in failed}),
+            not_applied=self.not_applied,
             in_force_again_s=max(0.0, last_bad - fault_at),
             worst_in_force_s=max((d for _, d in delays), default=0.0),
             worst_ack_s=max((a.acked - a.started for a in acked if a.acked), default=0.0),

@@ -38,7 +38,6 @@ def secure_broker(
             pytrace=False,
         )
     if broker.start_seconds is not None:
-        request.node.user_properties.append(("secure_start_s", broker.start_seconds))
         terminal = request.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:  # past output capture: the start time is a figure we report
             terminal.write_line(
