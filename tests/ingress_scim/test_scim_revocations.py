@@ -344,3 +344,24 @@ def test_request_to_applied_everywhere_latency(
     with capture.global_and_fixture_disabled():
         print(f"\n[revocast] {summary}", flush=True)
     assert len(request_to_applied) == len(users)
+
+
+def test_deleting_a_user_removes_it_from_its_groups_in_the_same_write(
+    okta: SyncSCIMClient, kafka_bootstrap: str, topics: TopicNames
+) -> None:
+    ada, bob = create_user(okta), create_user(okta)
+    group = okta.create(
+        Group(
+            display_name=f"ops-{uid()}",
+            members=[GroupMember(value=ada.id), GroupMember(value=bob.id)],
+        )
+    )
+    before = published_count(kafka_bootstrap, topics.events)
+    okta.delete(User, ada.id)
+    after = okta.query(Group, group.id)
+    assert [m.value for m in after.members] == [bob.id]
+    assert after.meta.version != group.meta.version
+    # One SubjectOffboarded for Ada; leaving the group on deletion adds no ClaimsChanged.
+    assert published_count(kafka_bootstrap, topics.events) == before + 1
+    error = okta.query(User, ada.id, raise_scim_errors=False)
+    assert error.status == 404

@@ -379,7 +379,7 @@ class RedisScimStorage(AsyncScimStorage):
         type_name = cast(str, resource_type.name)
         provenance = self._provenance()
         resource = self._prepare(resource)
-        resource.id = await self._new_id(type_name)
+        resource.id = uuid.uuid4().hex
         if type_name == "User":  # after the id is set: it may be the subject attribute
             require_subject(resource, provenance.client)
         try:
@@ -544,10 +544,6 @@ class RedisScimStorage(AsyncScimStorage):
             copy.password = None
             copy.groups = None
         return copy
-
-    @staticmethod
-    async def _new_id(type_name: str) -> str:
-        return uuid.uuid4().hex
 
     async def _check_unique(
         self,
