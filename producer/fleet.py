@@ -28,6 +28,12 @@ timestamp is not signed: a replayed watermark can make a dead instance look live
 which only makes it *pending* (the wait goes on), never applied. Across hosts,
 presence and latency are as good as clock sync.
 
+Refusals: an instance that dead-lettered the record at (partition, offset) has *not*
+applied it, though its watermarks pass that offset. The fleet keeps such refusals
+(from the dead-letter topic) across runs: an event refused once stays not in force at
+that instance (republishing puts it at a new offset). At most ``max_refusals``
+offsets are kept, oldest first out.
+
 Bounded: at most ``max_instances`` instances, ``max_runs`` runs each, and
 ``max_history`` watermark steps per run and partition. When older steps are
 dropped, an event older than every kept step is reported at the oldest kept step's
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -164,6 +171,7 @@ class Fleet:
         max_instances: int = 10_000,
         max_runs: int = 4,
         max_history: int = 4096,
+        max_refusals: int = 100_000,
     ) -> None:
         if silent_after <= 0 or forget_after <= 0:
             raise ValueError("silent_after and forget_after must be positive")
@@ -172,7 +180,9 @@ class Fleet:
         self.max_instances = max_instances
         self.max_runs = max_runs
         self.max_history = max_history
+        self.max_refusals = max_refusals
         self._instances: dict[tuple[str, str], _Instance] = {}
+        self._refusals: OrderedDict[tuple[int, int], dict[tuple[str, str], str]] = OrderedDict()
         self.dropped = 0
 
     def __len__(self) -> int:
@@ -209,6 +219,18 @@ class Fleet:
             del inst.runs[: max(0, len(inst.runs) - self.max_runs)]
         run.add(wm, seen_ns, self.max_history)
         return True
+
+    def refuse(self, service: str, instance: str, partition: int, offset: int, reason: str) -> None:
+        """The instance dead-lettered the record at (partition, offset) for ``reason``."""
+        at = self._refusals.setdefault((partition, offset), {})
+        at[(service, instance)] = reason
+        self._refusals.move_to_end((partition, offset))
+        while len(self._refusals) > self.max_refusals:
+            self._refusals.popitem(last=False)
+
+    def refusals(self, partition: int, offset: int) -> dict[tuple[str, str], str]:
+        """(service, instance) -> reason, for every instance that refused that record."""
+        return dict(self._refusals.get((partition, offset), {}))
 
     # -- presence
 

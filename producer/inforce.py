@@ -70,16 +70,24 @@ class InstanceApplied(_Frozen):
 
 
 class InstanceWaiting(_Frozen):
-    """An instance of the fleet that has not applied the event (yet)."""
+    """An instance that has not applied the event: not yet, silent, or refused it."""
 
     service: str
     instance: str
     engine: str
-    state: Literal["live", "silent"]
+    state: Literal["live", "silent", "unknown"] = Field(
+        description="Presence from watermarks; unknown for an instance known only from a "
+        "dead letter."
+    )
     applied_through: int = Field(
         description="Last offset it applied on the event's partition (-1: none)."
     )
-    last_seen: datetime
+    last_seen: datetime | None
+    refused: str | None = Field(
+        default=None,
+        description="It dead-lettered the event's record (the reason): not applied there, "
+        "whatever its watermarks say.",
+    )
 
 
 class ServiceApplied(_Frozen):
@@ -121,7 +129,11 @@ class EventStatus(_Frozen):
     ) -> list[str]:
         """The services in ``services`` with fewer than ``min_instances`` instances that applied
         it, or with a known instance that has not (a silent one only without ``silent_ok``)."""
-        behind = {w.service for w in self.waiting if not (silent_ok and w.state == "silent")}
+        behind = {
+            w.service
+            for w in self.waiting
+            if w.refused or not (silent_ok and w.state == "silent")
+        }
         return [
             name
             for name in services
@@ -138,7 +150,16 @@ class EventStatus(_Frozen):
     @property
     def pending(self) -> list[str]:
         """``service/instance`` of live instances that have not applied it yet."""
-        return [f"{w.service}/{w.instance}" for w in self.waiting if w.state == "live"]
+        return [
+            f"{w.service}/{w.instance}"
+            for w in self.waiting
+            if w.state == "live" and w.refused is None
+        ]
+
+    @property
+    def refused(self) -> dict[str, str]:
+        """``service/instance`` -> reason, for instances that dead-lettered it."""
+        return {f"{w.service}/{w.instance}": w.refused for w in self.waiting if w.refused}
 
 
 class InForce(_Frozen):
@@ -186,14 +207,32 @@ def build_status(
     if published_ns is None and receipts:
         published_ns = receipts[0].published_at_ns
     waiting: list[InstanceWaiting] = []
-    for service, instance, state in fleet.members(now_ns):
+    refusals = fleet.refusals(ref.partition, ref.offset) if ref is not None else {}
+    members = fleet.members(now_ns)
+    in_fleet = {(s, i) for s, i, _ in members}
+    for (service, instance), reason in sorted(refusals.items()):
+        applied.pop((service, instance), None)
+        if (service, instance) not in in_fleet:
+            waiting.append(
+                InstanceWaiting(
+                    service=service,
+                    instance=instance,
+                    engine="unknown",
+                    state="unknown",
+                    applied_through=-1,
+                    last_seen=None,
+                    refused=reason,
+                )
+            )
+    for service, instance, state in members:
         at = (
             fleet.applied_at(service, instance, ref.partition, ref.offset)
             if ref is not None
             else None
         )
         known = applied.get((service, instance))
-        if at is not None and ref is not None:
+        refused = refusals.get((service, instance))
+        if at is not None and ref is not None and refused is None:
             if known is None or at < known[0]:
                 applied[(service, instance)] = (
                     at,
@@ -220,6 +259,7 @@ def build_status(
                     state=state,
                     applied_through=through,
                     last_seen=_iso(seen_ns),
+                    refused=refused,
                 )
             )
     by_service: dict[str, list[tuple[int, InstanceApplied]]] = {}
@@ -306,6 +346,9 @@ def not_in_force_message(
         parts.append(f"silent: {', '.join(verdict.silent)}")
     if verdict.pending:
         parts.append(f"still applying: {', '.join(verdict.pending)}")
+    refused = {k: v for k, v in status.refused.items() if k.split("/", 1)[0] in wanted}
+    if refused:
+        parts.append("refused by " + ", ".join(f"{k} ({v})" for k, v in refused.items()))
     if status.partition is None:
         parts.append("its position in the events topic is unknown")
     return "; ".join(parts)

@@ -25,6 +25,12 @@ Guarantees:
   signed), wrongly signed ones are refused, counted by reason in :attr:`refused`
   and logged. Without keys, whoever can write the receipts topic can claim "in
   force": configure keys (and ACLs) in production.
+* **A refusal is not an application.** The dead-letter topic is read too: an
+  instance that dead-lettered the event's record has not applied it, whatever its
+  watermarks say, and is named as refusing it (:mod:`producer.intake`). Not
+  guaranteed: a dead letter the tracker reads *after* the watermark that passes it
+  (the two are written by one producer, dead letter first, to two topics) leaves a
+  moment in which the event counts as applied there.
 * **Nothing is silently skipped.** ``wait_in_force(event)`` with no service list
   waits for every instance of every service in the fleet; one that has gone silent
   and had not applied the event keeps it *not* in force (it is named in
@@ -49,13 +55,11 @@ the fleet's own bounds (:class:`Fleet`).
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import threading
 import time
 import uuid
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -63,7 +67,6 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
-from pydantic import ValidationError
 
 from producer.exceptions import NotInForceError
 from producer.fleet import Fleet, FleetStatus
@@ -79,18 +82,16 @@ from producer.inforce import (
     judge,
     not_in_force_message,
 )
+from producer.intake import RecordIntake, normal_topic_id
 from producer.positions import EventRef, EventsReader
 from producer.topics import admin_client, require_reachable, topic_partitions
 from schemas import (
     BrokerUnavailableError,
     ConfigError,
-    InvalidEventError,
     KeySet,
     Receipt,
     TopicNames,
-    Watermark,
 )
-from schemas.signing import is_signed
 
 if TYPE_CHECKING:
     from producer.publisher import Published
@@ -110,21 +111,6 @@ log = logging.getLogger(__name__)
 
 StartAt = Literal["beginning", "end"] | datetime
 _MAX_RECORD = 1_048_576
-
-
-def _topic_id(value: str | None) -> str | None:
-    """A topic id in one spelling: kafka-python gives a UUID, librdkafka base64url."""
-    if not value:
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        pass
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except ValueError:
-        return value
-    return str(uuid.UUID(bytes=raw)) if len(raw) == 16 else value
 
 
 def _parse_services(services: Sequence[str]) -> list[str]:
@@ -187,15 +173,13 @@ class ReceiptTracker:
         self._cond = threading.Condition()
         self._index: OrderedDict[uuid.UUID, dict[tuple[str, str], Receipt]] = OrderedDict()
         self._refs: OrderedDict[uuid.UUID, EventRef] = OrderedDict()
-        self._positions: dict[int, int] = {}
-        self._index_from: dict[int, int] = {}
-        self._targets: dict[int, int] = {}
-        self._events_topic_id: str | None = None
+        self.intake = RecordIntake(topics, self.fleet, self._record, service_keys=service_keys)
+        self._positions: dict[TopicPartition, int] = {}
+        self._index_from: dict[TopicPartition, int] = {}
+        self._targets: dict[TopicPartition, int] = {}
         self._consumer: Any = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.refused: Counter[str] = Counter()
-        self.invalid_receipts = 0
         self.last_error: str | None = None
 
     @classmethod
@@ -224,7 +208,8 @@ class ReceiptTracker:
     # -- lifecycle
 
     def start(self) -> Self:
-        """Connect, assign every receipts partition, resolve start offsets, start reading."""
+        """Connect, assign every receipts and dead-letter partition, resolve start offsets,
+        start reading."""
         if self._thread is not None:
             return self
         with admin_client(
@@ -234,11 +219,17 @@ class ReceiptTracker:
             kafka_options=self.kafka_options,
         ) as admin:
             partitions = topic_partitions(admin, self.topics.receipts)
+            letters = topic_partitions(admin, self.topics.dead_letter) or []
             try:
                 described = admin.describe_topics([self.topics.events])
-                self._events_topic_id = _topic_id(described[0].get("topic_id"))
+                self.intake.events_topic_id = normal_topic_id(described[0].get("topic_id"))
             except (KafkaError, IndexError, AttributeError) as exc:
                 log.debug("no topic id for %s: %s", self.topics.events, exc)
+        if not letters:
+            log.warning(
+                "no dead-letter topic %s: refusals cannot be seen (revocast topics ensure)",
+                self.topics.dead_letter,
+            )
         if partitions is None:
             raise ConfigError(
                 f"receipts topic {self.topics.receipts!r} does not exist on Kafka at "
@@ -268,6 +259,7 @@ class ReceiptTracker:
             ) from None
         try:
             tps = [TopicPartition(self.topics.receipts, p) for p in partitions]
+            tps += [TopicPartition(self.topics.dead_letter, p) for p in letters]
             consumer.assign(tps)
             ends = consumer.end_offsets(tps, timeout_ms=ms)
             starts = self._offsets_at(consumer, tps, self.start_at, ends, ms)
@@ -283,9 +275,9 @@ class ReceiptTracker:
                 f"{exc}"
             ) from None
         self._consumer = consumer
-        self._targets = {tp.partition: int(ends[tp]) for tp in tps}
-        self._index_from = {tp.partition: int(starts[tp]) for tp in tps}
-        self._positions = {tp.partition: int(min(starts[tp], early[tp])) for tp in tps}
+        self._targets = {tp: int(ends[tp]) for tp in tps}
+        self._index_from = {tp: int(starts[tp]) for tp in tps}
+        self._positions = {tp: int(min(starts[tp], early[tp])) for tp in tps}
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="revocast-tracker", daemon=True)
         self._thread.start()
@@ -359,76 +351,29 @@ class ReceiptTracker:
             now = time.time_ns()
             with self._cond:
                 for tp, records in batches.items():
+                    letters = tp.topic == self.topics.dead_letter
                     for record in records:
-                        fleet_only = record.offset < self._index_from.get(tp.partition, 0)
-                        sent = record.timestamp * 1_000_000 if record.timestamp > 0 else None
-                        self._add(record.value, now, sent, fleet_only=fleet_only)
-                        self._positions[tp.partition] = record.offset + 1
+                        if letters:
+                            self.intake.dead_letter(record.headers)
+                        else:
+                            fleet_only = record.offset < self._index_from.get(tp, 0)
+                            sent = record.timestamp * 1_000_000 if record.timestamp > 0 else None
+                            self.intake.receipts_record(
+                                record.value, now, sent, fleet_only=fleet_only
+                            )
+                        self._positions[tp] = record.offset + 1
                 self.fleet.forget_silent(now)
                 self._cond.notify_all()
 
-    def _refuse(self, reason: str, detail: str) -> None:
-        self.refused[reason] += 1
-        n = self.refused[reason]
-        if n <= 10 or n % 1000 == 0:
-            log.warning("refused a receipts-topic record (%s, %d so far): %s", reason, n, detail)
+    @property
+    def refused(self) -> dict[str, int]:
+        """Receipts-topic records refused so far, by reason (see :mod:`producer.intake`)."""
+        return dict(self.intake.refused)
 
-    def _add(
-        self,
-        value: bytes | None,
-        received_ns: int,
-        sent_ns: int | None = None,
-        *,
-        fleet_only: bool = False,
-    ) -> None:
-        data = value or b""
-        if len(data) > _MAX_RECORD:
-            self.invalid_receipts += 1
-            self._refuse("too_large", f"{len(data)} bytes")
-            return
-        keys = self.service_keys
-        if is_signed(data):
-            self._watermark(data, received_ns, sent_ns)
-            return
-        if keys is not None:
-            self._refuse("unsigned", "service keys are configured; unsigned records never count")
-            return
-        try:
-            raw: Any = json.loads(data)
-        except (ValueError, RecursionError):
-            raw = None
-        if isinstance(raw, dict) and raw.get("type") == "watermark":
-            self._watermark(data, received_ns, sent_ns)
-            return
-        if fleet_only:
-            return
-        try:
-            receipt = Receipt.model_validate(raw)
-        except ValidationError:
-            self.invalid_receipts += 1
-            self._refuse("invalid", "neither a receipt nor a watermark")
-            return
-        self._record(receipt)
-
-    def _watermark(self, data: bytes, received_ns: int, sent_ns: int | None) -> None:
-        keys = self.service_keys
-        try:
-            wm = Watermark.from_bytes(data, keys, require_signature=keys is not None)
-        except InvalidEventError as exc:
-            self.invalid_receipts += 1
-            self._refuse(exc.reason, str(exc))
-            return
-        if wm.topic != self.topics.events:
-            self._refuse("other_topic", f"{wm.service}/{wm.instance} reads {wm.topic!r}")
-            return
-        theirs, ours = _topic_id(wm.topic_id), self._events_topic_id
-        if theirs is not None and ours is not None and theirs != ours:
-            self._refuse(
-                "other_topic_id",
-                f"{wm.service}/{wm.instance} read an earlier {wm.topic} (id {theirs}, now {ours})",
-            )
-            return
-        self.fleet.add(wm, received_ns, sent_ns)
+    @property
+    def invalid_receipts(self) -> int:
+        """Receipts-topic records that were neither a valid receipt nor a valid watermark."""
+        return self.intake.invalid
 
     def record(self, receipt: Receipt) -> None:
         """Index one receipt as if read from the topic (for tests and replays)."""
@@ -488,7 +433,7 @@ class ReceiptTracker:
             return self._caught_up()
 
     def _caught_up(self) -> bool:
-        return all(self._positions.get(p, 0) >= end for p, end in self._targets.items())
+        return all(self._positions.get(tp, 0) >= end for tp, end in self._targets.items())
 
     def catch_up(self, timeout: float) -> None:
         """Wait until everything that was in the topic at start has been read."""
@@ -518,7 +463,7 @@ class ReceiptTracker:
         """Every instance known from watermarks, with lag behind the events topic's end."""
         ends = self.events.end_offsets() if lag else None
         with self._cond:
-            return self.fleet.status(time.time_ns(), ends, dict(self.refused))
+            return self.fleet.status(time.time_ns(), ends, self.refused)
 
     def locate(self, event_id: uuid.UUID, *, timeout: float, since: datetime | None = None) -> bool:
         """Find ``event_id`` in the events topic (since ``since``, default ``locate_lookback``

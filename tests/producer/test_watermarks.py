@@ -335,3 +335,32 @@ def test_a_revocation_published_elsewhere_is_located_in_the_events_topic(
         status = tracker.status(published.event_id)
         assert (status.partition, status.offset) == (published.partition, published.offset)
         assert status.event_type == "session.revoked"
+
+
+def test_an_event_an_instance_dead_lettered_is_not_in_force_there(
+    kafka_bootstrap: str, topics: TopicNames, signing_key: SigningKey, trusted_keys: KeySet
+) -> None:
+    rogue = SigningKey.generate("rogue")  # a key the service does not trust
+    with (
+        RevocationConsumer(
+            kafka_bootstrap, topics, "orders", "o-1", trusted_keys, watermark_period=0.2,
+            per_event_receipts=False,
+        ) as consumer,
+        ReceiptTracker(kafka_bootstrap, topics) as tracker,
+        RevocationPublisher(kafka_bootstrap, topics, rogue, tracker=tracker) as pub,
+    ):  # fmt: skip
+        assert consumer.wait_ready(30)
+        wait_for(lambda: len(tracker.fleet_status(lag=False).instances) == 1)
+        refused = pub.revoke(session("mallory", "s-rogue"))
+        pub.rotate_key(signing_key)
+        good = pub.revoke(session("mallory", "s-good"))  # same partition, after it
+        assert good.published.offset > refused.published.offset
+        assert good.wait_in_force(timeout=20).services["orders"].instances[0].via == "watermark"
+        # Its watermarks are past the refused record, yet it never applied it. (The dead
+        # letter is written before the watermark, but to another topic: let it be read.)
+        wait_for(lambda: bool(tracker.status(refused.event_id).refused))
+        with pytest.raises(NotInForceError) as info:
+            refused.wait_in_force(timeout=1)
+        assert info.value.status.refused == {"orders/o-1": "unknown_key"}
+        assert "refused by orders/o-1 (unknown_key)" in str(info.value)
+        assert not consumer.state.is_session_revoked("s-rogue")
