@@ -284,7 +284,10 @@ class ProducerSettings(BaseSettings):
     api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API.")
     api_tokens: Annotated[list[ApiToken], NoDecode] = Field(
         default_factory=list,
-        description='Bearer tokens, JSON: [{"name": "iam", "token": "…", "scopes": ["revoke:*"]}].',
+        description='Bearer tokens of the HTTP API, a JSON list: [{"name": "iam", "token": '
+        '"<16+ characters; use 32 random>", "scopes": ["revoke:*", "status:read"]}]; name: 1-64 '
+        "of A-Z a-z 0-9 . _ -; scopes: revoke:session|token|subject|claims|credential, "
+        "revoke:* (all five), status:read.",
     )
     api_tokens_file: Path | None = Field(
         default=None, description="A JSON file holding more tokens in the same form."
