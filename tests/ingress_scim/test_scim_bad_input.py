@@ -195,6 +195,14 @@ def test_scim2_client_sees_well_formed_errors(okta: SyncSCIMClient) -> None:
     )
     assert isinstance(error, Error)
     assert (error.status, error.scim_type) == (400, "invalidPath")
+    # A successful PATCH answers 200 with the resource (what Okta expects).
+    patched = okta.modify(
+        User,
+        user.id,
+        patch_body({"op": "replace", "path": "displayName", "value": "Err"}),
+        check_request_payload=False,
+    )
+    assert patched.display_name == "Err"
     error = okta.query(
         User,
         query_parameters={"filter": 'userName eq "a" or'},

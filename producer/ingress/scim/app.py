@@ -46,6 +46,7 @@ from scim2_models import (
     AuthenticationScheme,
     Bulk,
     ChangePassword,
+    Context,
     EnterpriseUser,
     ETag,
     Filter,
@@ -56,6 +57,7 @@ from scim2_models import (
     PayloadTooLargeException,
     Resource,
     ResourceType,
+    ResponseParameters,
     SCIMException,
     ScimPolicy,
     ScimProvider,
@@ -167,6 +169,26 @@ def _escape(text: str, limit: int = 200) -> str:
     return shown + ("…" if len(text) > limit else "")
 
 
+class _Service(ScimService):
+    """scim2-server's protocol service; a PATCH answers 200 with the resource.
+
+    RFC 7644 §3.5.2 allows 200 with the resource or 204; Okta's SCIM 2.0 guide expects the
+    updated user in the answer, Entra ID accepts both, so every PATCH gets 200.
+    """
+
+    def patch_response(
+        self,
+        base_url: str,
+        resource: Resource[Any],
+        response_parameters: ResponseParameters[Any],
+    ) -> ScimResponse:
+        return self.resource_response(
+            self.publish(base_url, resource),
+            Context.RESOURCE_REPLACEMENT_RESPONSE,
+            response_parameters,
+        )
+
+
 class ScimApplication(ASGIApplication):
     """scim2-server's ASGI application with revocast's authentication, limits and logs."""
 
@@ -180,7 +202,7 @@ class ScimApplication(ASGIApplication):
         credential_lifetime: timedelta,
         redis: aioredis.Redis | None = None,
     ) -> None:
-        super().__init__(storage, provider, ScimService(provider))
+        super().__init__(storage, provider, _Service(provider))
         self.log = log
         self.clients = list(clients)
         self._secrets = [(c.token.get_secret_value().encode(), c) for c in self.clients]
