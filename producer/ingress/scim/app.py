@@ -252,8 +252,8 @@ class ScimApplication(ASGIApplication):
 
     async def _read_body(self, request: ScimRequest, receive: Receive) -> bytes:
         limit = self.max_body_bytes
-        declared = request.header("Content-Length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        declared = (request.header("Content-Length") or "").strip()
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLargeException(
                 detail=f"the body is {int(declared)} bytes; at most {limit} are accepted"
             )
