@@ -279,8 +279,11 @@ def _exposure_models(
                     k: s[k] for k in ("p50_ms", "p99_ms", "max_ms", "count")
                 }
             label = f"revocast {name}" if kind == "revocast" else name
+            missing = entry.get("incomplete_events") or 0
             models.append({
-                "label": f"{label}, in all {n} services at {rate}/s",
+                # Percentiles are over the events every service applied: say how many not.
+                "label": f"{label}, in all {n} services at {rate}/s"
+                + (f" ({missing:,} events never everywhere)" if missing else ""),
                 "kind": "measured",
                 "p50_s": s["p50_ms"] / 1e3, "p99_s": s["p99_ms"] / 1e3,
                 "min_s": s["min_ms"] / 1e3, "max_s": s["max_ms"] / 1e3,
