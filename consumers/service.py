@@ -29,7 +29,7 @@ from consumers.admin import serve_admin
 from consumers.consumer import RevocationConsumer
 from consumers.metrics import JsonFormatter, log_extra
 from consumers.settings import ConsumerSettings
-from schemas import ConfigError, InfrastructureError, KeySet
+from schemas import ConfigError, InfrastructureError, KeySet, SigningKey
 
 __all__ = ["build_consumer", "main", "run_service"]
 
@@ -74,19 +74,28 @@ def build_consumer(settings: ConsumerSettings, stack: ExitStack) -> RevocationCo
             shared_view = RedisRevocationStore(client, settings.service, prefix=prefix)
         if settings.redis_snapshots:
             snapshots = RedisSnapshotStore(client, settings.service, prefix=prefix)
+    security = settings.kafka_security
     return RevocationConsumer(
         settings.kafka_bootstrap_servers,
         settings.topic_names(),
         settings.service,
         settings.instance,
         keys,
+        engine=settings.engine,
+        instance_key=(
+            SigningKey.from_file(settings.instance_key_file) if settings.instance_key_file else None
+        ),
         require_signature=settings.require_signature,
         shared_view=shared_view,
         snapshots=snapshots,
         snapshot_interval=settings.snapshot_interval,
         max_staleness=settings.max_staleness,
         connect_timeout=settings.kafka_connect_timeout,
-        kafka_options=settings.kafka_security.to_kafka_python(),
+        kafka_options=(
+            security.to_confluent()
+            if settings.engine == "confluent"
+            else security.to_kafka_python()
+        ),
     )
 
 

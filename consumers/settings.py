@@ -58,6 +58,17 @@ class ConsumerSettings(BaseSettings):
         ),
         description="Kafka bootstrap servers, comma-separated host:port.",
     )
+    engine: Literal["kafka-python", "confluent"] = Field(
+        default="kafka-python",
+        description="Kafka client of the consumer: 'kafka-python' (the reference) or "
+        "'confluent' (librdkafka; pip install 'revocast[fast]'; far less CPU per event).",
+    )
+    instance_key_file: str | None = Field(
+        default=None,
+        description="This instance's private Ed25519 JWK (revocast keys generate): signs its "
+        "watermarks so a tracker trusting the service keys' JWKS cannot be fooled by a "
+        "forged one; unset: watermarks are unsigned.",
+    )
     kafka_connect_timeout: float = Field(
         default=10.0,
         gt=0,

@@ -12,13 +12,22 @@ implements them on Redis:
 Guarantee: a snapshot's state includes every event before its offsets (it is
 taken in the consumer thread between batches). Because applying is a join,
 replaying records the state already holds is harmless; so any snapshot, however
-old, plus a replay from its offsets gives the complete view.
+old, plus a replay from its offsets gives the complete view *of the same log*.
+
+A snapshot is tied to the events topic's identity: it records Kafka's topic id
+(a UUID the broker assigns when the topic is created), and
+:meth:`ConsumerSnapshot.refusal` refuses one taken of another incarnation of the
+topic (deleted and recreated under the same name: its offsets would point into a
+different log), one without a topic id while the topic's id is known, and one
+whose offsets lie beyond the topic's end. A refused snapshot costs only a full
+replay.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +47,28 @@ class ConsumerSnapshot:
     state: dict[str, Any]
     """:meth:`RevocationState.snapshot` output."""
     taken_at: float = field(default_factory=time.time)
+    topic_id: str | None = None
+    """Kafka's id of ``topic`` when the snapshot was taken (base64url, as Kafka prints it)."""
+
+    def refusal(self, topic_id: str | None, end: Mapping[int, int]) -> str | None:
+        """Why this snapshot must not seed a consumer of the topic as it is now, or ``None``.
+
+        ``topic_id`` is the topic's id now (``None`` when the client cannot tell),
+        ``end`` its end offset per partition.
+        """
+        if topic_id is not None and self.topic_id != topic_id:
+            if self.topic_id is None:
+                return f"it records no topic id (the topic {self.topic!r} is {topic_id})"
+            return (
+                f"it was taken of topic id {self.topic_id}, but {self.topic!r} is now "
+                f"{topic_id} (the topic was recreated)"
+            )
+        ahead = {p: o for p, o in self.offsets.items() if o > end.get(p, 0)}
+        if ahead:
+            # Offsets beyond the end: the topic was recreated or truncated, so the
+            # snapshot describes another log.
+            return f"its offsets {ahead} are beyond the topic's end {dict(end)}"
+        return None
 
     def to_json(self) -> bytes:
         """Compact JSON, encoded a chunk at a time.
@@ -52,6 +83,7 @@ class ConsumerSnapshot:
                 "topic": self.topic,
                 "offsets": {str(p): o for p, o in self.offsets.items()},
                 "taken_at": self.taken_at,
+                "topic_id": self.topic_id,
                 "state": self.state,
             },
             parts,
@@ -65,7 +97,11 @@ class ConsumerSnapshot:
             offsets = {int(p): int(o) for p, o in raw["offsets"].items()}
             if any(o < 0 for o in offsets.values()):
                 raise ValueError("negative offset")
+            topic_id = raw.get("topic_id")
+            if topic_id is not None and not isinstance(topic_id, str):
+                raise ValueError("topic_id is not a string")
             return cls(
+                topic_id=topic_id,
                 topic=str(raw["topic"]),
                 offsets=offsets,
                 state=dict(raw["state"]),

@@ -1,7 +1,11 @@
-"""Fixtures for the consumers' tests: a raw publisher, event factories, topic readers.
+"""Fixtures for the consumers' tests: engines, a raw publisher, event factories, topic readers.
 
 Events are published the way the producer side does it (signed JWS, key = subject
 id) but with plain kafka-python: ``consumers`` must not depend on ``producer``.
+
+A test that takes the ``engine`` fixture runs once per consumer engine
+(:data:`consumers.engines.ENGINES`); the confluent engine needs ``revocast[fast]``,
+which the test extra installs: a missing library fails the test, it never skips.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from consumers import RevocationState
+from consumers.engines import ENGINES
 from schemas import (
     ClaimsChanged,
     CredentialKind,
@@ -31,10 +36,31 @@ from schemas import (
     SubjectOffboarded,
     TokenRevoked,
     TopicNames,
+    Watermark,
     encode,
 )
+from schemas.receipts import Receipt
 
 PARTITIONS = 3
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each consumer engine in turn (the test runs once per engine)."""
+    return str(request.param)
+
+
+def split_receipts(records: list[Any]) -> tuple[list[Receipt], list[Watermark]]:
+    """Receipts-topic records as (per-event receipts, watermarks), unverified."""
+    receipts, marks = [], []
+    for record in records:
+        value: bytes = record.value
+        signed = value.count(b".") == 2 and not value.lstrip().startswith(b"{")
+        if signed or b'"type":"watermark"' in value:
+            marks.append(Watermark.from_bytes(value))
+        else:
+            receipts.append(Receipt.from_bytes(value))
+    return receipts, marks
 
 
 class Publisher:

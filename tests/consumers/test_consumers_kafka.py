@@ -1,4 +1,5 @@
-"""RevocationConsumer against the real broker: fan-out, receipts, dead letters, freshness."""
+"""RevocationConsumer against the real broker, on every engine: fan-out, watermarks and
+receipts, dead letters, freshness."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from schemas import (
     Envelope,
     Heartbeat,
     KeySet,
-    Receipt,
     SessionRevoked,
     SigningKey,
     Subject,
@@ -29,6 +29,7 @@ from schemas import (
     in_seconds,
 )
 from schemas.topics import DLQ_REASON_HEADER, DLQ_SERVICE_HEADER, DLQ_SOURCE_HEADER
+from tests.consumers.conftest import split_receipts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -40,14 +41,16 @@ def _consumer(
     service: str,
     instance: str,
     registry: CollectorRegistry,
+    engine: str = "kafka-python",
     **kwargs: Any,
 ) -> RevocationConsumer:
     return RevocationConsumer(
-        bootstrap, topics, service, instance, keys, registry=registry, **kwargs
+        bootstrap, topics, service, instance, keys, registry=registry, engine=engine, **kwargs
     )
 
 
 def test_three_services_two_replicas_each_apply_every_event(
+    engine: str,
     kafka_bootstrap: str,
     topics: TopicNames,
     trusted_keys: KeySet,
@@ -62,7 +65,9 @@ def test_three_services_two_replicas_each_apply_every_event(
     history = [publisher.send(e) for e in events(100)]
     publisher.flush()
     consumers = [
-        _consumer(kafka_bootstrap, topics, trusted_keys, f"svc-{s}", f"svc-{s}-{r}", registry)
+        _consumer(
+            kafka_bootstrap, topics, trusted_keys, f"svc-{s}", f"svc-{s}-{r}", registry, engine
+        )
         for s in range(3)
         for r in range(2)
     ]
@@ -84,21 +89,32 @@ def test_three_services_two_replicas_each_apply_every_event(
     finally:
         for c in consumers:
             c.stop()
-    # Every instance published one receipt per event (flushed by stop()).
+    # Every instance published one receipt per event (flushed by stop()), and
+    # watermarks whose last one per instance covers every partition's end.
     wanted = {(c.service, c.instance, e.event_id) for c in consumers for e in stream}
 
     def complete(records: list[Any]) -> bool:
-        return len(records) >= len(wanted)
+        return len(split_receipts(records)[0]) >= len(wanted)
 
-    receipts = [
-        Receipt.from_bytes(r.value) for r in read(kafka_bootstrap, topics.receipts, complete)
-    ]
+    receipts, marks = split_receipts(read(kafka_bootstrap, topics.receipts, complete))
+    ends = consumers[0].positions()
+    assert sum(ends.values()) == len(stream)
+    for c in consumers:
+        theirs = [m for m in marks if (m.service, m.instance) == (c.service, c.instance)]
+        covered: dict[int, int] = {}
+        for m in theirs:
+            assert m.engine == engine
+            assert m.topic_id == c.topic_id is not None
+            for p, o in m.offsets.items():
+                assert o >= covered.get(p, 0), "a watermark went backwards"
+                covered[p] = o
+        assert covered == ends, (c.instance, covered, ends)
     got = {(r.service, r.instance, r.event_id) for r in receipts}
     assert got == wanted
     assert len(receipts) == len(wanted), "duplicate receipts"
     by_id = {e.event_id: e for e in stream}
     for r in receipts:
-        assert r.flavor == "kafka-python"
+        assert r.flavor == engine
         assert r.event_type == by_id[r.event_id].event.type
         assert r.applied_at_ns >= r.published_at_ns > 0
     # Metrics: applied by type, ready gauge back to 0 after stop.
@@ -107,7 +123,7 @@ def test_three_services_two_replicas_each_apply_every_event(
         {
             "service": "svc-0",
             "instance": "svc-0-0",
-            "flavor": "kafka-python",
+            "flavor": engine,
             "type": "session.revoked",
         },
     )
@@ -115,13 +131,14 @@ def test_three_services_two_replicas_each_apply_every_event(
     assert (
         registry.get_sample_value(
             "revocast_consumer_apply_latency_seconds_count",
-            {"service": "svc-0", "instance": "svc-0-0", "flavor": "kafka-python"},
+            {"service": "svc-0", "instance": "svc-0-0", "flavor": engine},
         )
         == 100  # only live events are latencies; the replayed history is not
     )
 
 
 def test_malformed_records_are_dead_lettered_and_the_consumer_keeps_going(
+    engine: str,
     kafka_bootstrap: str,
     topics: TopicNames,
     trusted_keys: KeySet,
@@ -133,7 +150,9 @@ def test_malformed_records_are_dead_lettered_and_the_consumer_keeps_going(
     until: Callable[..., bool],
     registry: CollectorRegistry,
 ) -> None:
-    consumer = _consumer(kafka_bootstrap, topics, trusted_keys, "dlq-svc", "dlq-1", registry)
+    consumer = _consumer(
+        kafka_bootstrap, topics, trusted_keys, "dlq-svc", "dlq-1", registry, engine
+    )
     good = events(30)
     stranger = SigningKey.generate("not-trusted")
     valid_json = good[0].model_dump_json().encode()
@@ -191,7 +210,7 @@ def test_malformed_records_are_dead_lettered_and_the_consumer_keeps_going(
             {
                 "service": "dlq-svc",
                 "instance": "dlq-1",
-                "flavor": "kafka-python",
+                "flavor": engine,
                 "reason": "unknown_key",
             },
         )
@@ -201,6 +220,7 @@ def test_malformed_records_are_dead_lettered_and_the_consumer_keeps_going(
 
 
 def test_freshness_follows_heartbeats_per_partition(
+    engine: str,
     kafka_bootstrap: str,
     topics: TopicNames,
     trusted_keys: KeySet,
@@ -209,8 +229,9 @@ def test_freshness_follows_heartbeats_per_partition(
     registry: CollectorRegistry,
 ) -> None:
     consumer = _consumer(
-        kafka_bootstrap, topics, trusted_keys, "fresh", "fresh-1", registry, max_staleness=1.0
-    )
+        kafka_bootstrap, topics, trusted_keys, "fresh", "fresh-1", registry, engine,
+        max_staleness=1.0,
+    )  # fmt: skip
     with consumer:
         assert consumer.wait_ready(30)
         # Ready, but no partition has been heard from: privileged checks deny.
@@ -242,13 +263,13 @@ def test_freshness_follows_heartbeats_per_partition(
         assert (
             registry.get_sample_value(
                 "revocast_consumer_ready",
-                {"service": "fresh", "instance": "fresh-1", "flavor": "kafka-python"},
+                {"service": "fresh", "instance": "fresh-1", "flavor": engine},
             )
             == 1
         )
         staleness = registry.get_sample_value(
             "revocast_consumer_partition_staleness_seconds",
-            {"service": "fresh", "instance": "fresh-1", "flavor": "kafka-python", "partition": "1"},
+            {"service": "fresh", "instance": "fresh-1", "flavor": engine, "partition": "1"},
         )
         assert staleness is not None
         assert staleness > 1.0
@@ -256,6 +277,7 @@ def test_freshness_follows_heartbeats_per_partition(
 
 
 def test_duplicates_are_applied_once_and_receipted_once(
+    engine: str,
     kafka_bootstrap: str,
     topics: TopicNames,
     trusted_keys: KeySet,
@@ -270,7 +292,7 @@ def test_duplicates_are_applied_once_and_receipted_once(
                        expires_at=in_seconds(600)),
         issuer="tests",
     )  # fmt: skip
-    consumer = _consumer(kafka_bootstrap, topics, trusted_keys, "dup", "dup-1", registry)
+    consumer = _consumer(kafka_bootstrap, topics, trusted_keys, "dup", "dup-1", registry, engine)
     with consumer:
         assert consumer.wait_ready(30)
         for _ in range(3):  # at-least-once delivery: the same record three times
@@ -279,11 +301,13 @@ def test_duplicates_are_applied_once_and_receipted_once(
         assert until(lambda: consumer.stats().records == 3, 10)
         assert consumer.stats().applied == 1
         assert consumer.stats().duplicates == 2
-    receipts = read(kafka_bootstrap, topics.receipts, lambda r: len(r) >= 1, timeout=5)
+    records = read(kafka_bootstrap, topics.receipts, lambda r: len(r) >= 1, timeout=5)
+    receipts, _marks = split_receipts(records)
     assert len(receipts) == 1
 
 
 def test_unreachable_broker_is_a_clear_broker_unavailable_error(
+    engine: str,
     topics: TopicNames, trusted_keys: KeySet, registry: CollectorRegistry
 ) -> None:
     # A loopback listener that never speaks Kafka. (A port nobody listens on
@@ -295,7 +319,7 @@ def test_unreachable_broker_is_a_clear_broker_unavailable_error(
         port = silent.getsockname()[1]
         consumer = RevocationConsumer(
             f"127.0.0.1:{port}", topics, "down", "down-1", trusted_keys,
-            registry=registry, connect_timeout=1.0,
+            registry=registry, connect_timeout=1.0, engine=engine,
         )  # fmt: skip
         with pytest.raises(BrokerUnavailableError, match=f"127.0.0.1:{port}") as info:
             consumer.start()
@@ -304,12 +328,14 @@ def test_unreachable_broker_is_a_clear_broker_unavailable_error(
 
 
 def test_missing_events_topic_is_a_config_error(
+    engine: str,
     kafka_bootstrap: str, trusted_keys: KeySet, registry: CollectorRegistry
 ) -> None:
     names = TopicNames.prefixed(f"missing-{time.time_ns()}")
     consumer = RevocationConsumer(
-        kafka_bootstrap, names, "lost", "lost-1", trusted_keys, registry=registry, topic_timeout=1.0
-    )
+        kafka_bootstrap, names, "lost", "lost-1", trusted_keys, registry=registry,
+        topic_timeout=1.0, engine=engine,
+    )  # fmt: skip
     with pytest.raises(ConfigError, match="does not exist"):
         consumer.start()
 

@@ -20,7 +20,8 @@ import pytest
 from consumers import ConsumerSettings, RedisSnapshotStore
 from consumers.redis_store import connect
 from consumers.service import run_service
-from schemas import Envelope, KeySet, Receipt, TopicNames
+from schemas import Envelope, KeySet, TopicNames
+from tests.consumers.conftest import split_receipts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -36,6 +37,7 @@ def _prefix(topics: TopicNames) -> str:
 
 
 def test_run_service_applies_receipts_and_stops_cleanly(
+    engine: str,
     kafka_bootstrap: str,
     redis_url: str,
     topics: TopicNames,
@@ -50,6 +52,7 @@ def test_run_service_applies_receipts_and_stops_cleanly(
     settings = ConsumerSettings(
         service="svc-run",
         instance="svc-run-1",
+        engine=engine,
         kafka_bootstrap_servers=kafka_bootstrap,
         jwks=str(jwks),
         topic_prefix=_prefix(topics),
@@ -64,9 +67,15 @@ def test_run_service_applies_receipts_and_stops_cleanly(
     try:
         sent = [publisher.send(e) for e in events(5)]
         publisher.flush()
-        receipts = read(kafka_bootstrap, topics.receipts, lambda r: len(r) >= 5, timeout=30)
-        assert {Receipt.from_bytes(r.value).event_id for r in receipts} == {
-            e.event_id for e in sent
+        def covered(records: list[Any]) -> bool:
+            marks = split_receipts(records)[1]
+            return any(sum(m.offsets.values()) == len(sent) and m.ready for m in marks)
+
+        records = read(kafka_bootstrap, topics.receipts, covered, timeout=30)
+        marks = split_receipts(records)[1]
+        assert covered(records), marks
+        assert {(m.service, m.instance, m.engine) for m in marks} == {
+            ("svc-run", "svc-run-1", engine)
         }
     finally:
         stop.set()
@@ -83,6 +92,7 @@ def test_run_service_applies_receipts_and_stops_cleanly(
 
 
 def test_service_module_serves_metrics_and_exits_0_on_sigterm(
+    engine: str,
     kafka_bootstrap: str,
     topics: TopicNames,
     trusted_keys: KeySet,
@@ -101,6 +111,7 @@ def test_service_module_serves_metrics_and_exits_0_on_sigterm(
         "REVOCAST_TOPIC_PREFIX": _prefix(topics),
         "REVOCAST_METRICS_PORT": str(port),
         "REVOCAST_LOG_FORMAT": "json",
+        "REVOCAST_ENGINE": engine,
     }
     env.pop("REDIS_URL", None)
     log_path = tmp_path / "service.log"
@@ -114,10 +125,12 @@ def test_service_module_serves_metrics_and_exits_0_on_sigterm(
     try:
         sent = [publisher.send(e) for e in events(3)]
         publisher.flush()
-        receipts = read(kafka_bootstrap, topics.receipts, lambda r: len(r) >= 3, timeout=30)
-        assert {Receipt.from_bytes(r.value).event_id for r in receipts} == {
-            e.event_id for e in sent
-        }
+
+        def covered(records: list[Any]) -> bool:
+            marks = split_receipts(records)[1]
+            return any(sum(m.offsets.values()) == len(sent) and m.ready for m in marks)
+
+        assert covered(read(kafka_bootstrap, topics.receipts, covered, timeout=30))
         body = ""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -126,7 +139,7 @@ def test_service_module_serves_metrics_and_exits_0_on_sigterm(
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        ready = 'revocast_consumer_ready{flavor="kafka-python",instance="m-1",service="svc-mod"}'
+        ready = f'revocast_consumer_ready{{flavor="{engine}",instance="m-1",service="svc-mod"}}'
         assert f"{ready} 1.0" in body
         assert "revocast_consumer_events_applied_total" in body
     finally:
