@@ -23,10 +23,22 @@ from typing import Any
 __all__ = [
     "apply_rates",
     "bootstrap_ready",
+    "p99_floor_ms",
     "peer_comparison",
     "raw_consume_rates",
     "service_cpu_per_event",
 ]
+
+
+def p99_floor_ms(entry: Mapping[str, Any]) -> float | None:
+    """When more than 1% of a step's events never got in force everywhere, the p99 over
+    the complete ones flatters: the true p99 is at least the drain wait (those events were
+    still missing when it ended). That floor, in ms; None when the p99 stands as measured."""
+    events = entry.get("events") or 0
+    missing = entry.get("incomplete_events") or 0
+    if not events or missing <= 0.01 * events:
+        return None
+    return round(float(entry.get("drain_wait_s") or 0.0) * 1000, 1)
 
 
 def _ratio(a: float | None, b: float | None, digits: int = 2) -> float | None:
