@@ -304,7 +304,12 @@ class RevocationState:
             iat = get("iat")
             sub = get("sub")
             if sub is not None:
-                since = _live_time(subjects, sub, iat, now)
+                entry = subjects.get(sub)
+                since = (
+                    entry[0]
+                    if entry is not None and entry[1] > now and (iat is None or iat < entry[0])
+                    else None
+                )
                 if since is None and tenanted:
                     since = _live_time(subjects, (tenant, sub), iat, now)
                 if since is not None:
@@ -316,7 +321,7 @@ class RevocationState:
                     )
             if header is not None:
                 kid = header.get("kid")
-                if kid is not None:
+                if kid is not None and (kids or tenanted):
                     since = _live_time(kids, kid, iat, now)
                     if since is None and tenanted:
                         since = _live_time(kids, (tenant, kid), iat, now)
@@ -327,18 +332,22 @@ class RevocationState:
                             since,
                         )
             if subjects or clients:  # nobody offboarded, no client rotated: no party to check
-                for role in ("azp", "client_id"):
-                    party = get(role)
-                    if party is not None:
-                        decision = self._check_party(role, party, tenant, iat, now)
-                        if decision is not None:
-                            return decision
+                azp = get("azp")
+                if azp is not None:
+                    decision = self._check_party("azp", 0, azp, tenant, iat, now)
+                    if decision is not None:
+                        return decision
+                client_id = get("client_id")
+                if client_id is not None:
+                    decision = self._check_party("client_id", 0, client_id, tenant, iat, now)
+                    if decision is not None:
+                        return decision
                 act = get("act")
                 if act is not None:
                     decision = self._check_act(act, tenant, tenant_claim, iat, now)
                     if decision is not None:
                         return decision
-            if sub is not None:
+            if sub is not None and (changed or tenanted):
                 since = _live_time(changed, sub, iat, now)
                 if since is None and tenanted:
                     since = _live_time(changed, (tenant, sub), iat, now)
@@ -361,30 +370,31 @@ class RevocationState:
         return exp is not None and exp > now
 
     def _check_party(
-        self, role: str, party: Any, tenant: str | None, iat: Any, now: float
+        self, role: str, depth: int, party: Any, tenant: str | None, iat: Any, now: float
     ) -> Decision | None:
-        """A client or actor: its credential rotated, or the party itself offboarded."""
+        """A client or actor (``depth`` > 0: of that ``act`` level): its credential
+        rotated, or the party itself offboarded."""
         clients, subjects = self._dicts[_CLIENTS], self._dicts[_SUBJECTS]
-        since = _live_time(clients, party, iat, now)
+        rule = Rule.CREDENTIAL_ROTATED
+        since = _live_time(clients, party, iat, now) if clients else None
         if since is None and self._tenanted:
             since = _live_time(clients, (tenant, party), iat, now)
-        if since is not None:
-            return _revoked(
-                Rule.CREDENTIAL_ROTATED,
-                f"{role} {party!r}{_in(tenant)}: client credential was rotated; token issued "
-                f"before {since:.3f}",
-                since,
-            )
-        since = _live_time(subjects, party, iat, now)
-        if since is None and self._tenanted:
-            since = _live_time(subjects, (tenant, party), iat, now)
-        if since is not None:
-            return _revoked(
-                Rule.DELEGATION_REVOKED,
-                f"{role} {party!r}{_in(tenant)} was offboarded; token issued before {since:.3f}",
-                since,
-            )
-        return None
+        if since is None:
+            rule = Rule.DELEGATION_REVOKED
+            since = _live_time(subjects, party, iat, now) if subjects else None
+            if since is None and self._tenanted:
+                since = _live_time(subjects, (tenant, party), iat, now)
+            if since is None:
+                return None
+        who = f"actor {role} (act level {depth})" if depth else role
+        what = (
+            "client credential was rotated" if rule is Rule.CREDENTIAL_ROTATED else "was offboarded"
+        )
+        return _revoked(
+            rule,
+            f"{who} {party!r}{_in(tenant)}: {what}; token issued before {since:.3f}",
+            since,
+        )
 
     def _check_act(
         self, act: Any, tenant: str | None, tenant_claim: str, iat: Any, now: float
@@ -405,9 +415,7 @@ class RevocationState:
             for role in ("sub", "client_id"):
                 actor = act.get(role)
                 if actor is not None:
-                    decision = self._check_party(
-                        f"actor {role} (act level {depth})", actor, actor_tenant, iat, now
-                    )
+                    decision = self._check_party(role, depth, actor, actor_tenant, iat, now)
                     if decision is not None:
                         return decision
             act = act.get("act")
