@@ -114,7 +114,11 @@ class LifecycleWatcher:
             parts,
             "" if parts == 1 else "s",
             c.topics.events,
-            "caught up at once" if c.ready else f"replaying {total:,} retained records",
+            "caught up at once"
+            if c.ready
+            else f"replaying {total:,} retained records"
+            if behind is not None
+            else "replaying the retained records",
         )
         if not c.ready and self.terminal and total >= _BAR_MIN_RECORDS:
             self._open_bar(total)
@@ -141,19 +145,16 @@ class LifecycleWatcher:
                     stale_reason = None
                 else:
                     done = stats.records - start_records
+                    if not total:  # lags were not known at assignment: learn the total now
+                        later = _behind(c.freshness())
+                        total = done + later if later is not None else 0
                     if self._task is not None:
                         self._bar.update(self._task, completed=min(done, total))
                     elif now - last_progress >= _PROGRESS_EVERY:
                         last_progress = now
                         rate = done / max(now - self._started, 1e-3)
-                        pct = f" ({100 * done / total:.0f}%)" if total else ""
-                        log.info(
-                            "replaying: %s of %s records%s, %s/s",
-                            f"{done:,}",
-                            f"{total:,}",
-                            pct,
-                            f"{rate:,.0f}",
-                        )
+                        of = f" of {total:,} ({100 * done / total:.0f}%)" if total else ""
+                        log.info("replaying: %s records%s, %s/s", f"{done:,}", of, f"{rate:,.0f}")
                     continue
             if stats.dead_lettered > dead:
                 log.warning(
