@@ -1,6 +1,6 @@
 """The in-process view of what is revoked: a join-semilattice of expiring facts.
 
-:class:`RevocationState` holds six kinds of facts, each keyed by one string:
+:class:`RevocationState` holds six kinds of facts, each keyed by an id:
 
 ============== ==================== ===================================
 kind           key                  value
@@ -31,6 +31,11 @@ Guarantees:
 * **Cheap checks.** :meth:`RevocationState.check` is a handful of ``dict``
   lookups on plain ``str``/``float`` values: no pydantic, no allocation on a
   miss (the ALLOW decision is a shared constant).
+* **Delegation.** Every party of a token besides ``sub`` (``azp``,
+  ``client_id``, and the ``sub`` and ``client_id`` of every actor of an RFC 8693
+  ``act`` chain, up to 16 levels; a deeper chain is refused) meets the same
+  two rules: its client credential rotated (``credential_rotated``) and the
+  party itself offboarded (``delegation_revoked``).
 * **Tenants.** An event whose subject names a tenant (``Subject.tenant``) states
   a fact about that tenant only: offboarding alice in ``acme`` rejects
   alice's tokens whose tenant claim (``tid`` by default, see ``tenant_claim``)
