@@ -6,8 +6,9 @@ Endpoints (all JSON):
   ``revoke:<kind>`` or ``revoke:*``. 202 with ``event_id``, ``partition``,
   ``offset`` and ``status_url`` once the broker acknowledged the event (acks=all).
 * ``GET /v1/revocations/{event_id}`` - scope ``status:read``. Which services and
-  instances applied it, with latencies; ``?services=a,b&wait=5`` waits up to 5 s
-  for those services.
+  instances applied it, with latencies, which have not (silent ones named), and the
+  fleet; ``?services=a,b&wait=5`` waits up to 5 s for every instance of those
+  services (default: configured, else every instance of the fleet).
 * ``GET /healthz`` - liveness, no authentication. ``GET /openapi.json`` - OpenAPI 3.1.
 
 Guarantees:
@@ -135,13 +136,9 @@ class _Backend:
         with self._lock:
             if self.tracker is None:
                 s = self.settings
-                tracker = ReceiptTracker(
-                    s.bootstrap_servers,
-                    s.topics,
-                    start=datetime.now(UTC) - s.status_lookback,
-                    connect_timeout=s.connect_timeout,
-                    client_id=f"{s.client_id}-tracker",
-                    kafka_options=s.kafka_security.to_kafka_python(),
+                # Service keys, fleet presence and Kafka security from the settings.
+                tracker = ReceiptTracker.from_settings(
+                    s, start=datetime.now(UTC) - s.status_lookback
                 )
                 tracker.start()
                 try:
@@ -339,24 +336,36 @@ def create_app(
         except InfrastructureError as exc:
             return _unavailable(exc, "receipts cannot be read")
         latency: float | None = None
-        if expected and wait > 0:
+        if wait > 0:  # named services, or every instance of the fleet
             try:
                 in_force = await run_in_threadpool(
-                    trk.wait_in_force, event_id, expected, timeout=wait
+                    trk.wait_in_force, event_id, expected or None, timeout=wait
                 )
                 latency = in_force.latency_ms
             except NotInForceError:
                 pass
+        else:  # published elsewhere: find where, so watermarks can be compared with it
+            with contextlib.suppress(InfrastructureError):
+                await run_in_threadpool(
+                    trk.locate, event_id, timeout=min(settings.connect_timeout, 3.0)
+                )
+        try:
+            fleet = await run_in_threadpool(trk.fleet_status)
+        except InfrastructureError:
+            fleet = await run_in_threadpool(trk.fleet_status, lag=False)
         current = trk.status(event_id)
-        missing = current.missing(expected) if expected else []
-        if expected and not missing and latency is None:
-            latency = max(current.services[s].first_ms for s in expected)
+        wanted = expected or fleet.services
+        missing = current.missing(wanted) if wanted else []
+        if wanted and not missing and latency is None:
+            latency = max(current.services[s].last_ms for s in wanted)
         out = StatusResponse(
             status=current,
-            expected=expected,
+            expected=wanted,
             missing=missing,
-            in_force=(not missing) if expected else None,
+            silent=[s for s in current.silent if s.split("/", 1)[0] in wanted],
+            in_force=(not missing) if wanted else None,
             latency_ms=latency,
+            fleet=fleet,
         )
         return JSONResponse(out.model_dump(mode="json"))
 

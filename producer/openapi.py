@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from producer.bodies import MAX_BODY, MAX_DEPTH
+from producer.fleet import FleetStatus
 from producer.requests import REQUEST_TYPES
 from producer.settings import REVOKE_SCOPES, STATUS_SCOPE
 from producer.tracker import EventStatus
@@ -48,16 +49,32 @@ class PublishedResponse(_Out):
 
 
 class StatusResponse(_Out):
-    """Which services applied an event, and whether the expected ones all did."""
+    """Which instances applied an event, whether every expected one did, and the fleet."""
 
     status: EventStatus
-    expected: list[str] = Field(description="Services the answer was checked against.")
-    missing: list[str] = Field(description="Expected services with no receipt yet.")
+    expected: list[str] = Field(
+        description="Services the answer was checked against (default: configured, else "
+        "every service of the fleet)."
+    )
+    missing: list[str] = Field(
+        description="Expected services not there yet: too few instances applied it, or one "
+        "of their instances has not (live, silent or refusing it)."
+    )
+    silent: list[str] = Field(
+        default_factory=list,
+        description="service/instance of expected instances that stopped sending watermarks "
+        "without having applied it.",
+    )
     in_force: bool | None = Field(
-        description="All expected services applied it (None: none expected)."
+        description="Every expected instance applied it (None: nothing expected, no fleet)."
     )
     latency_ms: float | None = Field(
-        default=None, description="When the last expected service applied it (ms after publish)."
+        default=None, description="When the last expected instance applied it (ms after publish)."
+    )
+    fleet: FleetStatus | None = Field(
+        default=None,
+        description="Every instance known from watermarks: engine, live or silent, applied "
+        "through and lag per partition, last seen.",
     )
 
 
@@ -151,20 +168,21 @@ def openapi_document() -> dict[str, Any]:
                     "name": "services",
                     "in": "query",
                     "required": False,
-                    "description": "Comma-separated services to check (default: configured).",
+                    "description": "Comma-separated services to check (default: configured, "
+                    "else every instance of every service the watermarks show).",
                     "schema": {"type": "string"},
                 },
                 {
                     "name": "wait",
                     "in": "query",
                     "required": False,
-                    "description": f"Seconds to wait for those services (at most {MAX_WAIT:g}).",
+                    "description": f"Seconds to wait for it to be in force (at most {MAX_WAIT:g}).",
                     "schema": {"type": "number", "minimum": 0},
                 },
             ],
             "responses": {
                 "200": {
-                    "description": "What the receipts say.",
+                    "description": "What the watermarks and receipts say, and the fleet.",
                     "content": {"application/json": {"schema": ref(StatusResponse)}},
                 },
                 **auth_errors,

@@ -1,7 +1,8 @@
 """``revocast revoke KIND``: publish one signed revocation, optionally wait until it is in force.
 
-The event is acknowledged by Kafka (acks=all) before anything is printed; with ``--wait`` the
-receipts topic is read from before the publish, so no receipt can be missed.
+The event is acknowledged by Kafka (acks=all) before anything is printed; with ``--wait`` (named
+services) or ``--everywhere`` (every instance the watermarks show) the receipts topic is read
+from before the publish, so no watermark can be missed.
 
 The longest credential lifetime a revocation may guard is what the events topic retains minus
 the margin: a lifetime above ``REVOCAST_MAX_CREDENTIAL_LIFETIME`` is accepted when the topic's
@@ -84,11 +85,18 @@ def register(subparsers: Subparsers) -> None:
                 help="kid: a token-signing key; client_id: an OAuth client / agent credential",
             )
             p.add_argument("--not-before", type=time_arg, metavar="TIME", help="default: now")
-        p.add_argument(
+        wait = p.add_mutually_exclusive_group()
+        wait.add_argument(
             "--wait",
             type=services_arg,
             metavar="SERVICES",
-            help="wait until these services (comma-separated) applied it",
+            help="wait until every instance of these services (comma-separated) applied it",
+        )
+        wait.add_argument(
+            "--everywhere",
+            action="store_true",
+            help="wait until every instance of every service (from their watermarks) applied "
+            "it; a silent instance keeps it from being in force and is named",
         )
         p.add_argument(
             "--timeout",
@@ -115,6 +123,8 @@ def _advice(letters: list[DeadLetter]) -> str:
 def in_force_lines(result: InForce) -> list[str]:
     services = ", ".join(result.services)
     lines = [f"in force in {services} {result.latency_ms:.1f} ms after it was published:"]
+    if result.silent:
+        lines.append(f"  silent, not counted: {', '.join(result.silent)}")
     for name, svc in result.services.items():
         n = len(svc.instances)
         lines.append(
@@ -185,15 +195,10 @@ def run(args: argparse.Namespace) -> int:
     timeout = args.timeout or settings.wait_timeout
 
     tracker: ReceiptTracker | None = None
-    if args.wait:
-        # Start reading receipts before publishing, so none can be missed.
-        tracker = ReceiptTracker(
-            settings.bootstrap_servers,
-            settings.topics,
-            start="end",
-            connect_timeout=settings.connect_timeout,
-            client_id=f"{settings.client_id}-tracker",
-        ).start()
+    waiting = bool(args.wait or args.everywhere)
+    if waiting:
+        # Start reading watermarks before publishing, so none can be missed.
+        tracker = ReceiptTracker.from_settings(settings, start="end").start()
     try:
         with RevocationPublisher.from_settings(settings, signer=signer, tracker=tracker) as pub:
             revocation = pub.revoke(event)
@@ -208,9 +213,9 @@ def run(args: argparse.Namespace) -> int:
         }
         if not args.json:
             print(f"published {p.event_type} {p.event_id} to {p.topic}/{p.partition}@{p.offset}")
-        if args.wait:
+        if waiting:
             try:
-                result = revocation.wait_in_force(args.wait, timeout=timeout)
+                result = revocation.wait_in_force(args.wait or None, timeout=timeout)
             except NotInForceError as exc:
                 letters = find_dead_letters(
                     settings.bootstrap_servers,
@@ -222,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.json:
                     out["in_force"] = False
                     out["missing"] = list(exc.missing)
+                    out["silent"] = list(exc.silent)
                     out["status"] = exc.status.model_dump(mode="json")
                     out["dead_letters"] = [asdict(letter) for letter in letters]
                     print_json(out)
@@ -232,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
                     event_id=exc.event_id,
                     missing=exc.missing,
                     status=exc.status,
+                    silent=exc.silent,
+                    pending=exc.pending,
                 ) from None
             if args.json:
                 out["in_force"] = True

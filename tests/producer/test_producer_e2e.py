@@ -190,6 +190,64 @@ def test_api_revocation_reaches_every_service_and_reports_latencies(
         assert other.json()["missing"] == ["billing"]
 
 
+def test_everywhere_means_every_instance_and_status_shows_the_fleet(
+    kafka_bootstrap: str, topics: TopicNames, fleet: Fleet, key_file: Path, signing_key: SigningKey
+) -> None:
+    env = cli_env(
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        REVOCAST_TOPIC_PREFIX=prefix_of(topics),
+        REVOCAST_SIGNING_KEY_FILE=str(key_file),
+    )
+    done = run_cli(
+        "revoke", "session", "--subject", "zoe", "--session-id", "s-everywhere",
+        "--everywhere", "--timeout", "20", "--json", env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["in_force"] is True
+    services = out["in_force_result"]["services"]
+    assert {(n, i["instance"]) for n, s in services.items() for i in s["instances"]} == set(
+        INSTANCES
+    )
+    assert fleet.revoked_sessions("s-everywhere") == ["api/api-1", "api/api-2", "web/web-1"]
+
+    # `revocast status` without an event: the fleet, one line per instance.
+    table = run_cli("status", env=env)
+    assert table.returncode == 0, table.stderr
+    rows = [line.split() for line in table.stdout.splitlines()[1:]]
+    assert {(r[0], r[1]) for r in rows} == set(INSTANCES)
+    assert all(r[2] == "kafka-python" and r[3] == "live" and r[4] == "yes" for r in rows), rows
+    listed = run_cli("status", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    instances = json.loads(listed.stdout)["instances"]
+    assert all(set(i["applied_through"]) == {"0", "1", "2"} for i in instances)
+    assert all(i["lag"] is not None for i in instances)
+    # With an event and no service list: every instance of the fleet must have applied it.
+    one = run_cli("status", out["event_id"], "--json", env=env)
+    assert one.returncode == 0, one.stderr
+    report = json.loads(one.stdout)
+    assert report["in_force"] is True
+    assert report["expected"] == ["api", "web"]
+    assert report["status"]["waiting"] == []
+
+    # The HTTP status endpoint: the fleet, and "in force" over every instance of it.
+    settings = ProducerSettings.load(
+        bootstrap_servers=kafka_bootstrap, topic_prefix=prefix_of(topics), api_tokens=TOKENS
+    )
+    with (
+        ApiServer(create_app(settings, signer=signing_key)) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        answer = http.get(
+            f"/v1/revocations/{out['event_id']}", params={"wait": "10"}, headers=AUTH
+        ).json()
+        assert answer["in_force"] is True
+        assert answer["expected"] == ["api", "web"]
+        assert answer["silent"] == []
+        seen = {(i["service"], i["instance"], i["state"]) for i in answer["fleet"]["instances"]}
+        assert seen == {(s, i, "live") for s, i in INSTANCES}
+
+
 def test_api_authentication_validation_and_openapi(
     kafka_bootstrap: str,
     topics: TopicNames,
