@@ -60,6 +60,7 @@ from consumers.freshness import FreshnessSource
 from consumers.metrics import log_extra
 from consumers.state import DEFAULT_TENANT_CLAIM, RevocationState, Verdict
 from schemas import ConfigError
+from schemas.signing import fetch_jwks
 
 __all__ = [
     "RemoteKeys",
@@ -116,6 +117,9 @@ class RemoteKeys:
     * A failed fetch keeps the cached keys. A key that cannot be had because the
       endpoint failed or is slow is :class:`KeysUnavailableError` (503, not the
       client's fault); a kid the endpoint does not list is ``unknown_key`` (401).
+    * A URL is fetched with :func:`schemas.signing.fetch_jwks`: at most 1 MiB,
+      same-scheme redirects only, a warning for plain http off loopback. A
+      :class:`jwt.PyJWKClient` handed in keeps its own fetching.
 
         keys = RemoteKeys("https://idp.example/.well-known/jwks.json", timeout=2.0)
         verifier = Verifier(keys, algorithms=["RS256"], state=consumer.state)
@@ -131,11 +135,9 @@ class RemoteKeys:
     ) -> None:
         if not timeout > 0 or not refresh_interval > 0 or min_refetch_interval < 0:
             raise ConfigError("RemoteKeys: timeout and refresh_interval must be positive")
-        if isinstance(source, str):
-            if not source.startswith(("https://", "http://")):
-                raise ConfigError(f"JWKS URL must be http(s): {source!r}")
-            source = PyJWKClient(source, cache_jwk_set=False, timeout=timeout)
-        self._client = source
+        if isinstance(source, str) and not source.startswith(("https://", "http://")):
+            raise ConfigError(f"JWKS URL must be http(s): {source!r}")
+        self._source = source
         self.timeout = timeout
         self.refresh_interval = refresh_interval
         self.min_refetch_interval = min_refetch_interval
@@ -166,7 +168,11 @@ class RemoteKeys:
 
     def _fetch(self, future: Future[None]) -> None:
         try:
-            keys = self._client.get_signing_keys(refresh=True)
+            if isinstance(self._source, PyJWKClient):
+                keys = self._source.get_signing_keys(refresh=True)
+            else:  # bounded size, time and redirects, like revocast's own JWKS
+                jwk_set = PyJWKSet.from_dict(fetch_jwks(self._source, timeout=self.timeout))
+                keys = [k for k in jwk_set.keys if k.key_id and k.public_key_use in ("sig", None)]
             self._keys = {str(k.key_id): k for k in keys}
             self._fetched_at = time.monotonic()
             self.last_error = None

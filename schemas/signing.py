@@ -12,7 +12,7 @@ Key material from outside is handled with bounds:
   symbolic link, and with ``force`` replaces an old file by renaming a new one
   over it (the old inode, perhaps readable by others or linked elsewhere, never
   holds the key).
-* :meth:`KeySet.from_url` reads at most :data:`MAX_JWKS_BYTES`, gives up after
+* :meth:`KeySet.from_url` (:func:`fetch_jwks`) reads at most :data:`MAX_JWKS_BYTES`, gives up after
   ``timeout`` seconds in all (not per read), follows at most
   :data:`MAX_REDIRECTS` redirects and only within the same scheme (never
   https to http, never to ``file:`` or ``ftp:``), and logs a warning for plain
@@ -58,7 +58,15 @@ from schemas.exceptions import (
     UnknownKeyError,
 )
 
-__all__ = ["ALGORITHM", "JWS_TYPE", "MAX_JWKS_BYTES", "MAX_REDIRECTS", "KeySet", "SigningKey"]
+__all__ = [
+    "ALGORITHM",
+    "JWS_TYPE",
+    "MAX_JWKS_BYTES",
+    "MAX_REDIRECTS",
+    "KeySet",
+    "SigningKey",
+    "fetch_jwks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -203,28 +211,8 @@ class KeySet:
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 5.0) -> KeySet:
-        """Fetch a JWKS (bounded in size, time and redirects: see the module docstring)."""
-        scheme = urlsplit(url).scheme
-        if scheme not in ("https", "http"):
-            raise ConfigError(f"JWKS URL must be http(s): {url!r}")
-        if scheme == "http" and not _is_loopback(url):
-            log.warning(
-                "JWKS %s is fetched over plain http: anyone on the path can swap the keys "
-                "that decide which revocations are trusted; use https",
-                url,
-            )
-        deadline = time.monotonic() + timeout
-        try:
-            with httpx.Client(
-                timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
-            ) as client:
-                body = _bounded_get(client, url, scheme, deadline)
-        except httpx.HTTPError as exc:
-            raise ConfigError(f"cannot fetch JWKS from {url}: {exc}") from None
-        try:
-            return cls.from_jwks(json.loads(body))
-        except ValueError as exc:
-            raise ConfigError(f"JWKS from {url} is not JSON: {exc}") from None
+        """Fetch a JWKS with :func:`fetch_jwks` (bounded size, time and redirects)."""
+        return cls.from_jwks(fetch_jwks(url, timeout=timeout))
 
     @classmethod
     def load(cls, source: str) -> KeySet:
@@ -283,6 +271,37 @@ class KeySet:
         except InvalidSignature:
             raise BadSignatureError(f"signature does not verify with kid {kid!r}") from None
         return payload
+
+
+def fetch_jwks(url: str, *, timeout: float = 5.0) -> dict[str, Any]:
+    """The JSON object at a JWKS URL, fetched within the bounds of the module docstring
+    (same-scheme redirects only, :data:`MAX_JWKS_BYTES`, ``timeout`` seconds in all; a
+    warning for plain http off loopback). Any failure is a :class:`ConfigError` naming
+    the URL. Used for revocast's own event keys and for an IdP's token keys alike."""
+    scheme = urlsplit(url).scheme
+    if scheme not in ("https", "http"):
+        raise ConfigError(f"JWKS URL must be http(s): {url!r}")
+    if scheme == "http" and not _is_loopback(url):
+        log.warning(
+            "JWKS %s is fetched over plain http: anyone on the path can swap the keys "
+            "that decide what is trusted; use https",
+            url,
+        )
+    deadline = time.monotonic() + timeout
+    try:
+        with httpx.Client(
+            timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
+        ) as client:
+            body = _bounded_get(client, url, scheme, deadline)
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"cannot fetch JWKS from {url}: {exc}") from None
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ConfigError(f"JWKS from {url} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"JWKS from {url} is not a JSON object")
+    return data
 
 
 def _is_loopback(url: str) -> bool:

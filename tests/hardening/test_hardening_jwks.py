@@ -49,6 +49,7 @@ class JwksServer:
         self.requests = 0
         self.timed_out = False
         self.fail = False
+        self.pad = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,7 +70,7 @@ class JwksServer:
                     }
                     for k in outer.kids
                 ]
-                body = json.dumps({"keys": keys}).encode()
+                body = json.dumps({"keys": keys, "pad": "x" * outer.pad}).encode()
                 try:
                     self.send_response(200)
                     self.send_header("content-type", "application/json")
@@ -204,3 +205,10 @@ def test_a_failing_idp_is_not_asked_on_every_request(jwks: JwksServer) -> None:
         assert verifier.verify(_token("k1")).subject == "alice"  # cached key, never waits
     time.sleep(0.2)
     assert jwks.requests <= 2
+
+
+def test_an_idp_jwks_is_bounded_in_size(jwks: JwksServer) -> None:
+    jwks.pad = 4 * 1024 * 1024
+    keys = RemoteKeys(jwks.url, timeout=5.0)
+    with pytest.raises(KeysUnavailableError, match="larger than"):
+        _verifier(keys).verify(_token("k1"))
