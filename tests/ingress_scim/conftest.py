@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from consumers import RevocationConsumer, Verifier
 from producer.ingress.scim import ScimClient, ScimSettings
 from producer.ingress.scim.server import ScimEndpoint
 from producer.settings import ProducerSettings
-from schemas import Envelope, KeySet, SigningKey, TopicNames
+from schemas import Envelope, KeySet, SigningKey, TopicNames, decode_records
 
 OKTA_TOKEN = "okta-scim-token-0123456789abcdef0123"
 ENTRA_TOKEN = "entra-scim-token-0123456789abcdef012"
@@ -215,14 +215,39 @@ def mint(idp_key: Ed25519PrivateKey, sub: str, *, iat: float | None = None) -> s
     return jwt.encode({"sub": sub, "iat": issued, "exp": issued + 3600}, idp_key, "EdDSA")
 
 
-def published_count(bootstrap: str, topic: str) -> int:
-    """How many records the events topic holds (no heartbeats run in these tests)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+def read_events(bootstrap: str, topic: str, keys: KeySet) -> list[Envelope]:
+    """Every event the topic holds, in partition order (a batch record holds several)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+    )
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return sum(consumer.end_offsets(parts).values())
+        consumer.assign(parts)
+        ends = consumer.end_offsets(parts)
+        consumer.seek_to_beginning()
+        events: list[Envelope] = []
+        deadline = time.monotonic() + 30
+        while any(consumer.position(p) < ends[p] for p in parts):
+            assert time.monotonic() < deadline, f"{topic} not read to its end within 30 s"
+            for part, records in consumer.poll(timeout_ms=200).items():
+                for record in records:
+                    if record.offset < ends[part]:
+                        events.extend(decode_records(record.value, keys))
+        return events
     finally:
         consumer.close()
+
+
+@pytest.fixture
+def published(
+    kafka_bootstrap: str, topics: TopicNames, trusted_keys: KeySet
+) -> Callable[[], list[Envelope]]:
+    """``published()``: the events on this test's topic so far (records may be batches)."""
+    return lambda: read_events(kafka_bootstrap, topics.events, trusted_keys)
 
 
 def user_body(user_name: str, external_id: str | None, **extra: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -17,14 +17,13 @@ from conftest import (
     OKTA_TOKEN,
     USER_SCHEMA,
     patch_body,
-    published_count,
     user_body,
 )
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_models import Error, Group, User
 
 from producer.ingress.scim.server import ScimEndpoint
-from schemas import TopicNames
+from schemas import Envelope, TopicNames
 
 pytestmark = pytest.mark.integration
 
@@ -66,13 +65,14 @@ def test_protocol_errors_answer_scim_errors_and_publish_nothing(
     okta: SyncSCIMClient,
     kafka_bootstrap: str,
     topics: TopicNames,
+    published: Callable[[], list[Envelope]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="producer.ingress.scim")
     user = new_user(http)
     deactivate = json.dumps(patch_body({"op": "replace", "value": {"active": False}}))
     path = f"/Users/{user['id']}"
-    before = published_count(kafka_bootstrap, topics.events)
+    before = len(published())
 
     # Missing or unknown token: 401 with a Bearer challenge, before anything else.
     for headers in (
@@ -168,7 +168,7 @@ def test_protocol_errors_answer_scim_errors_and_publish_nothing(
     scim_error(http.post("/Bulk", content=b"{}", headers=SCIM_JSON), 501)
 
     # Nothing above published anything, and the user is still active.
-    assert published_count(kafka_bootstrap, topics.events) == before
+    assert len(published()) == before
     assert okta.query(User, user["id"]).active is True
 
     # Every refusal was logged with its reason; no token ever was.
