@@ -32,11 +32,14 @@ from devstack.launcher import resolve_services
 from devstack.process import DevstackError, env_port
 from devstack.redis_server import RedisServer
 from devstack.secure import DEFAULT_SERVICES, IAM_USER, SecureSetup
-from schemas import TopicNames
+from schemas import RevocastError, TopicNames
 
 __all__ = ["add_commands", "main", "run_command"]
 
 PROG = "python -m devstack"
+# `up` is interactive: a loaded machine may take a minute to start a secured JVM, and
+# failing then helps nobody. resolve_services() keeps its shorter default for tests.
+UP_START_TIMEOUT = max(120.0, DEFAULT_KAFKA_START_TIMEOUT)
 
 
 def _brokers(text: str) -> int:
@@ -107,7 +110,7 @@ def add_commands(sub: Any) -> None:
         "--timeout",
         type=float,
         default=None,
-        help=f"seconds to wait for the broker(s) (default {DEFAULT_KAFKA_START_TIMEOUT:g}; "
+        help=f"seconds to wait for the broker(s) (default {UP_START_TIMEOUT:g}; "
         f"{DEFAULT_CLUSTER_START_TIMEOUT:g} for a cluster)",
     )
 
@@ -162,6 +165,7 @@ def _ensure_topics(bootstrap: str, prefix: str, rf: int, options: dict[str, Any]
         _topic_names(prefix),
         replication_factor=rf,
         min_insync_replicas=min(2, rf),
+        timeout=30.0,
         kafka_options=options,
     )
     return ", ".join(f"{t.name} (RF {t.replication_factor})" for t in report.topics)
@@ -183,7 +187,7 @@ def _up(args: argparse.Namespace) -> int:
             if args.brokers == 1:
                 kafka = KafkaBroker(
                     port=kafka_port,
-                    start_timeout=args.timeout or DEFAULT_KAFKA_START_TIMEOUT,
+                    start_timeout=args.timeout or UP_START_TIMEOUT,
                     security=security,
                 )
             else:
@@ -196,14 +200,19 @@ def _up(args: argparse.Namespace) -> int:
             redis = stack.enter_context(RedisServer(port=redis_port))
             print(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap}")
             print(f"REDIS_URL={redis.url}")
+            granted = 0
             if args.brokers > 1 or security is not None:
                 options = security.admin_options() if security else {}
-                created = _ensure_topics(
-                    kafka.bootstrap, args.topic_prefix, min(3, args.brokers), options
-                )
+                try:
+                    created = _ensure_topics(
+                        kafka.bootstrap, args.topic_prefix, min(3, args.brokers), options
+                    )
+                    if security is not None:
+                        granted = security.grant(kafka.bootstrap, _topic_names(args.topic_prefix))
+                except RevocastError as exc:
+                    raise DevstackError(f"the topics could not be set up: {exc}") from None
                 print(f"# topics: {created}")
             if security is not None:
-                granted = security.grant(kafka.bootstrap, _topic_names(args.topic_prefix))
                 for key, value in security.env(IAM_USER).items():
                     print(f"{key}={value}")
                 print(

@@ -325,11 +325,19 @@ class SecureSetup:
                 allow(user, write, topics.dead_letter),
                 allow(user, describe, topics.dead_letter),
             ]
-        admin = admin_client(bootstrap, timeout, self.admin_options())
+        from kafka.errors import KafkaError
+
         try:
-            result = admin.create_acls(acls)
-        finally:
-            admin.close()
+            admin = admin_client(bootstrap, timeout, self.admin_options())
+            try:
+                result = admin.create_acls(acls)
+            finally:
+                admin.close()
+        except KafkaError as exc:
+            raise DevstackError(
+                f"could not create the ACLs at {bootstrap} within {timeout:g} s "
+                f"({one_line(f'{type(exc).__name__}: {exc}', 160)}): is the broker up?"
+            ) from None
         failed = result.get("failed") or []
         if failed:
             raise DevstackError(
