@@ -243,6 +243,7 @@ class ConsumerCore:
         self.topics = topics
         self.service = service
         self.instance = instance
+        self._capped_warned_at = -1e18  # monotonic seconds of the last warning
         self.engine = engine
         self.keys = keys
         self.require_signature = require_signature
@@ -280,6 +281,21 @@ class ConsumerCore:
         self.receipts_sent = self.receipts_dropped = self.watermarks_sent = 0
 
     # ------------------------------------------------------------ the hot path
+
+    def _warn_capped(self, envelope: Envelope) -> None:
+        """An event outlived the maximum credential lifetime: applied capped, say so
+        (at most every 10 s: a misconfigured publisher must not flood the log)."""
+        now = time.monotonic()
+        if now - self._capped_warned_at < 10.0:
+            return
+        self._capped_warned_at = now
+        log.warning(
+            "event %s expires after the maximum credential lifetime: applied with its "
+            "expiry capped (%d capped so far); check the publisher's max_credential_lifetime",
+            envelope.event_id,
+            self.state.capped,
+            extra=log_extra(service=self.service, instance=self.instance),
+        )
 
     def handle(self, partition: int, offset: int, value: bytes | None, record: Any) -> None:
         """One record of the events topic, in offset order per partition.
@@ -323,7 +339,10 @@ class ConsumerCore:
         if not self._seen.add(envelope.event_id, received):
             self.duplicates += 1
             return
+        capped = self.state.capped
         self.state.apply(envelope, received)
+        if self.state.capped != capped:
+            self._warn_capped(envelope)
         applied_ns = time.time_ns()
         self.applied += 1
         self.metrics.applied(

@@ -108,6 +108,15 @@ class ConsumerSettings(BaseSettings):
         description="Seconds: privileged checks are denied when any partition's newest "
         "heartbeat/event is older than this.",
     )
+    max_credential_lifetime: float = Field(
+        default=86_400.0,
+        gt=0,
+        le=366 * 86_400,
+        description="Seconds: no revocation is kept longer than this after it was published "
+        "(a longer expires_at is capped, with a warning). Set it to the producer's "
+        "REVOCAST_MAX_CREDENTIAL_LIFETIME: the events topic retains that plus a margin, so "
+        "restarted and long-running instances hold the same facts.",
+    )
     redis_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("redis_url", "REDIS_URL", "REVOCAST_REDIS_URL"),

@@ -245,12 +245,27 @@ class RevocationState:
     lookup ignores it from the first moment).
     """
 
-    __slots__ = ("_dicts", "_granularity", "_heap", "_next_due", "_tenanted", "_wheel")
+    __slots__ = (
+        "_dicts",
+        "_granularity",
+        "_heap",
+        "_max_lifetime",
+        "_next_due",
+        "_tenanted",
+        "_wheel",
+        "capped",
+    )
 
-    def __init__(self, *, granularity: float = 1.0) -> None:
+    def __init__(self, *, granularity: float = 1.0, max_lifetime: float | None = None) -> None:
+        """``max_lifetime`` (seconds): no fact outlives its event's publish time by more
+        (see :meth:`schemas.Envelope.lifetime_capped`); ``capped`` counts the events cut."""
         if not granularity > 0:
             raise ValueError("granularity must be positive")
+        if max_lifetime is not None and not max_lifetime > 0:
+            raise ValueError("max_lifetime must be positive (seconds)")
         self._granularity = float(granularity)
+        self._max_lifetime = max_lifetime
+        self.capped = 0
         self._dicts: tuple[dict[Key, Any], ...] = tuple({} for _ in ENTRY_KINDS)
         self._tenanted = False  # any (tenant, id) key yet: only then are they looked up
         # Timing wheel: wheel key -> keys whose expiry falls in that bucket; a
@@ -466,6 +481,11 @@ class RevocationState:
         if isinstance(event, Heartbeat):
             return False
         exp = event.expires_at.timestamp()
+        if self._max_lifetime is not None:
+            born = item.published_at_ns / 1e9 if isinstance(item, Envelope) else now
+            if exp > born + self._max_lifetime:
+                exp = born + self._max_lifetime
+                self.capped += 1
         if exp <= now:
             return False
         tenant = event.subject.tenant

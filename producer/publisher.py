@@ -40,7 +40,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -242,6 +242,7 @@ class RevocationPublisher:
         allow_unsigned: bool = False,
         batch_records: bool = True,
         kafka_options: Mapping[str, Any] | None = None,
+        max_lifetime: timedelta | None = None,
     ) -> None:
         if signer is None and not allow_unsigned:
             raise ConfigError(
@@ -256,6 +257,10 @@ class RevocationPublisher:
         self.delivery_timeout = delivery_timeout
         self.tracker = tracker
         self.batch_records = batch_records
+        self.max_lifetime = max_lifetime
+        """No event's ``expires_at`` lies further than this after its publish time: a
+        longer one is capped with a warning (consumers cap alike; the topic retains this
+        plus a margin, so restarted and long-running consumers hold the same facts)."""
         self._signer = signer
         self._lock = threading.Lock()
 
@@ -359,6 +364,7 @@ class RevocationPublisher:
             tracker=tracker,
             batch_records=settings.batch_records,
             kafka_options=settings.kafka_security.to_kafka_python(),
+            max_lifetime=settings.max_credential_lifetime,
         )
 
     # -- keys
@@ -395,9 +401,22 @@ class RevocationPublisher:
         return list(self._partitions)
 
     def _envelope(self, event: RevocationEvent | Heartbeat | Envelope) -> Envelope:
-        if isinstance(event, Envelope):
-            return event.restamped()
-        return Envelope.wrap(event, issuer=self.issuer)
+        env = event.restamped() if isinstance(event, Envelope) else Envelope.wrap(
+            event, issuer=self.issuer
+        )
+        if self.max_lifetime is None:
+            return env
+        capped = env.lifetime_capped(self.max_lifetime)
+        if capped is not env:
+            log.warning(
+                "event %s: expires_at %s is more than the maximum credential lifetime (%s) "
+                "away; published with expires_at %s",
+                env.event_id,
+                env.event.expires_at.isoformat(),  # type: ignore[union-attr]
+                self.max_lifetime,
+                capped.event.expires_at.isoformat(),  # type: ignore[union-attr]
+            )
+        return capped
 
     def _send(
         self,

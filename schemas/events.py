@@ -298,6 +298,22 @@ class Envelope(_Model):
             field = loc or (msg.split(" ", 1)[0] if msg.startswith("event.") else "envelope")
             raise SchemaViolationError(f"{loc}: {msg}" if loc else msg, field=field) from None
 
+    def lifetime_capped(self, max_lifetime: timedelta) -> Envelope:
+        """This envelope with ``expires_at`` at most ``max_lifetime`` after its publish time.
+
+        The events topic retains ``max_lifetime`` plus a margin: a fact kept longer
+        than that lives on in long-running consumers but is gone from a restarted
+        one's replay, so they would disagree. Publisher and consumers cap alike.
+        Returns ``self`` when nothing needs capping (and for heartbeats).
+        """
+        event = self.event
+        if isinstance(event, Heartbeat):
+            return self
+        cap = self.published_at + max_lifetime
+        if event.expires_at <= cap:
+            return self
+        return self.model_copy(update={"event": event.model_copy(update={"expires_at": cap})})
+
     def restamped(self) -> Envelope:
         """The same event with ``published_at_ns`` set to now (just before sending)."""
         return self.model_copy(update={"published_at_ns": time.time_ns()})
