@@ -64,15 +64,29 @@ def stop(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
     return out
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    env = {
+def clean_cli(workdir: Path, **env: str) -> Cli:
+    """A Cli in ``workdir`` with no ``REVOCAST_*``/Kafka/Redis variables but ``env``."""
+    base = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("REVOCAST_") and k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
     }
-    env["PYTHONUNBUFFERED"] = "1"
-    return Cli(tmp_path, env)
+    return Cli(workdir, {**base, "PYTHONUNBUFFERED": "1", **env})
+
+
+def generate_keys(cli: Cli) -> tuple[Path, Path]:
+    """``revocast keys generate`` in the work dir: (private key, public JWKS)."""
+    result = cli.run(
+        "keys", "generate", "--kid", "k-1",
+        "--out", "private.jwk.json", "--jwks", "public.jwks.json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return cli.workdir / "private.jwk.json", cli.workdir / "public.jwks.json"
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return clean_cli(tmp_path)
 
 
 @pytest.fixture
@@ -85,16 +99,4 @@ def broker_cli(cli: Cli, kafka_bootstrap: str) -> Cli:
 
 @pytest.fixture
 def keys(cli: Cli) -> tuple[Path, Path]:
-    """``revocast keys generate`` in the work dir: (private key, public JWKS)."""
-    result = cli.run(
-        "keys",
-        "generate",
-        "--kid",
-        "k-1",
-        "--out",
-        "private.jwk.json",
-        "--jwks",
-        "public.jwks.json",
-    )
-    assert result.returncode == 0, result.stderr
-    return cli.workdir / "private.jwk.json", cli.workdir / "public.jwks.json"
+    return generate_keys(cli)

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from conftest import Cli, error_line, stop
+from conftest import Cli, clean_cli, error_line, generate_keys, stop
 
 pytestmark = pytest.mark.integration
 
@@ -52,31 +52,13 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str
 ) -> Iterator[tuple[Cli, Output, str]]:
     """topics + keys + `revocast consume --service orders --metrics-port 0` (no heartbeat)."""
-    import os
-
     workdir = tmp_path_factory.mktemp("walkthrough")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("REVOCAST_") and k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
-    }
-    env.update(
-        PYTHONUNBUFFERED="1",
+    cli = clean_cli(
+        workdir,
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
         REVOCAST_TOPIC_PREFIX=f"walk-{uuid.uuid4().hex[:10]}",
     )
-    cli = Cli(workdir, env)
-    keys = cli.run(
-        "keys",
-        "generate",
-        "--kid",
-        "k-1",
-        "--out",
-        "private.jwk.json",
-        "--jwks",
-        "public.jwks.json",
-    )
-    assert keys.returncode == 0, keys.stderr
+    generate_keys(cli)
     cli.env["REVOCAST_SIGNING_KEY_FILE"] = str(workdir / "private.jwk.json")
     topics = cli.run("topics", "ensure", "--max-credential-lifetime", "24h")
     assert topics.returncode == 0, topics.stderr
