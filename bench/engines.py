@@ -35,7 +35,7 @@ __all__ = [
     "engine",
     "engine_command",
     "engine_names",
-    "settings_select_engine",
+    "settings_engines",
 ]
 
 # engine name -> (bare client id, the Python module that client needs, short tag for topic names)
@@ -95,7 +95,7 @@ def _make(name: str) -> Engine:
     if importlib.util.find_spec(module) is None:
         extra = " (pip install 'revocast[fast]')" if name == "confluent" else ""
         return Engine(name, bare, short, False, f"Python module {module!r} not installed{extra}")
-    if name not in ("kafka-python", "faust") and not settings_select_engine():
+    if name not in ("kafka-python", "faust") and name not in settings_engines():
         return Engine(name, bare, short, False,
                       "the consumers package has no engine setting (REVOCAST_ENGINE) to run it")
     return Engine(name, bare, short, True)
@@ -111,11 +111,17 @@ def engine(name: str) -> Engine:
     return _make(name)
 
 
-def settings_select_engine() -> bool:
-    """True when ``ConsumerSettings`` has an ``engine`` field (``REVOCAST_ENGINE``)."""
+def settings_engines() -> tuple[str, ...]:
+    """The engines ``ConsumerSettings.engine`` (``REVOCAST_ENGINE``) accepts; empty when the
+    consumer settings have no engine field."""
+    from typing import get_args
+
     from consumers.settings import ConsumerSettings
 
-    return "engine" in ConsumerSettings.model_fields
+    field = ConsumerSettings.model_fields.get("engine")
+    if field is None:
+        return ()
+    return tuple(str(a) for a in get_args(field.annotation))
 
 
 def engine_command(
@@ -140,13 +146,10 @@ def engine_command(
         "REVOCAST_REDIS_SNAPSHOTS": "false",
         "REVOCAST_LOG_LEVEL": "WARNING",
     }
-    if settings_select_engine():
+    if eng.name == "kafka-python" or eng.name in settings_engines():
         env.update(settings_env)
-        env["REVOCAST_ENGINE"] = eng.name
-        return [sys.executable, "-m", "consumers.service", "--service", service,
-                "--instance", instance], env
-    if eng.name == "kafka-python":
-        env.update(settings_env)
+        if settings_engines():
+            env["REVOCAST_ENGINE"] = eng.name
         return [sys.executable, "-m", "consumers.service", "--service", service,
                 "--instance", instance], env
     if eng.name == "faust":
@@ -160,4 +163,4 @@ def engine_command(
             "--loglevel", "warning",
         ]  # fmt: skip
         return cmd, env
-    raise ValueError(f"engine {eng.name!r} needs ConsumerSettings.engine, which this tree lacks")
+    raise ValueError(f"engine {eng.name!r} is not a choice of ConsumerSettings.engine here")

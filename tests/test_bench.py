@@ -19,7 +19,13 @@ import pytest
 from bench import derive, exposure, report
 from bench.checkcost import ns_summary
 from bench.e2e import parse_e2e_output
-from bench.engines import available_engines, engine, engine_command, engine_names
+from bench.engines import (
+    available_engines,
+    engine,
+    engine_command,
+    engine_names,
+    settings_engines,
+)
 from bench.plan import PEERS, RateStep, events_due, full_plan, quick_plan
 from bench.profiling import parse_collapsed
 from bench.stats import LatencyRecorder, in_force_everywhere, percentile_of_sorted
@@ -261,6 +267,9 @@ def test_a_service_is_started_through_the_consumers_entry_point(name, tmp_path):
     joined = " ".join(cmd) + " " + " ".join(f"{k}={v}" for k, v in env.items())
     assert "127.0.0.1:1" in joined
     assert str(tmp_path / "jwks.json") in joined
+    if name in settings_engines():  # the consumer settings choose the engine, as deployed
+        assert env["REVOCAST_ENGINE"] == name
+        assert cmd[2] == "consumers.service"
 
 
 # --------------------------------------------------------------------------- tables
