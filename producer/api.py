@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import math
 import sys
 import threading
 import uuid
@@ -85,6 +86,7 @@ __all__ = [
 log = logging.getLogger("producer.api")  # also when run as __main__
 
 REALM = "revocast"
+MAX_SERVICES = 100  # services a status request may name
 
 
 # --------------------------------------------------------------------------- responses
@@ -327,10 +329,22 @@ def create_app(
             if raw_services is not None
             else list(settings.expected_services)
         )
+        if len(expected) > MAX_SERVICES or any(len(s) > 256 for s in expected):
+            return _error(
+                422,
+                "invalid_request",
+                f"services: at most {MAX_SERVICES} names of at most 256 characters",
+                field="services",
+            )
         try:
-            wait = min(float(request.query_params.get("wait", "0")), MAX_WAIT)
+            wait = float(request.query_params.get("wait", "0"))
         except ValueError:
             return _error(422, "invalid_request", "wait: not a number", field="wait")
+        if not math.isfinite(wait) or wait < 0:
+            return _error(
+                422, "invalid_request", f"wait: seconds from 0 to {MAX_WAIT:g}", field="wait"
+            )
+        wait = min(wait, MAX_WAIT)
         try:
             trk = await run_in_threadpool(backend.get_tracker)
         except InfrastructureError as exc:

@@ -186,7 +186,7 @@ def openapi_document() -> dict[str, Any]:
                     "content": {"application/json": {"schema": ref(StatusResponse)}},
                 },
                 **auth_errors,
-                "422": error("event_id is not a UUID."),
+                "422": error("event_id is not a UUID, or services/wait are out of bounds."),
                 "503": error("The broker is unavailable."),
             },
         }

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,7 +29,11 @@ MIB = 1024 * 1024
 
 def _settings(**extra: object) -> ProducerSettings:
     return ProducerSettings(
-        api_tokens=[ApiToken(name="iam", token=SecretStr(TOKEN), scopes=frozenset({"revoke:*"}))],
+        api_tokens=[
+            ApiToken(
+                name="iam", token=SecretStr(TOKEN), scopes=frozenset({"revoke:*", "status:read"})
+            )
+        ],
         **extra,  # type: ignore[arg-type]
     )
 
@@ -226,3 +231,21 @@ async def test_the_503_body_does_not_show_broker_addresses() -> None:
     assert "127.0.0.1" not in r.text
     assert "10.77.0.9" not in r.text
     assert "9092" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("services=" + ",".join(f"s{i}" for i in range(101)), "services"),
+        ("services=" + "x" * 257, "services"),
+        ("wait=nan", "wait"),
+        ("wait=-1", "wait"),
+        ("wait=1e999", "wait"),
+    ],
+)
+async def test_status_query_parameters_are_bounded(
+    client: httpx.AsyncClient, query: str, field: str
+) -> None:
+    r = await client.get(f"/v1/revocations/{uuid.uuid4()}?{query}", headers=AUTH)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field
