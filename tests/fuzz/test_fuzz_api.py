@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -42,7 +43,11 @@ def http(kafka_bootstrap: str) -> Iterator[httpx.Client]:
     api_settings = ProducerSettings(
         bootstrap_servers=kafka_bootstrap,
         topic_prefix=prefix_of(topics),
-        api_tokens=[ApiToken(name="fuzz", token=SecretStr(TOKEN), scopes=frozenset({"revoke:*"}))],
+        api_tokens=[
+            ApiToken(
+                name="fuzz", token=SecretStr(TOKEN), scopes=frozenset({"revoke:*", "status:read"})
+            )
+        ],
         delivery_timeout=10,
     )
     app = create_app(api_settings, signer=SigningKey.generate("fuzz"))
@@ -138,3 +143,28 @@ def test_a_valid_request_is_published(http: httpx.Client) -> None:
     body = {"subject": {"id": "alice", "kind": "human", "tenant": "acme"}, "session_id": "s-9"}
     response = http.post("/v1/revocations/session", json=body, headers=AUTH)
     assert response.status_code == 202, response.text
+
+
+def _waits_not(text: str) -> bool:
+    """Whether ``text`` would make the status request wait (kept out: the fuzz stays fast)."""
+    try:
+        return not float(text) > 0
+    except ValueError:
+        return True
+
+
+@FUZZ
+@given(
+    st.text(max_size=40) | st.uuids().map(str),
+    st.none() | st.text(max_size=300),
+    st.none() | st.text(max_size=12).filter(_waits_not),
+)
+def test_status_queries(
+    http: httpx.Client, event_id: str, services: str | None, wait: str | None
+) -> None:
+    params = {k: v for k, v in (("services", services), ("wait", wait)) if v is not None}
+    path = f"/v1/revocations/{quote(event_id, safe='')}"
+    response = http.get(path, params=params, headers=AUTH)
+    assert response.status_code in {200, 404, 405, 422, 503}, response.text[:300]
+    if response.status_code != 404:  # a path the router does not know is Starlette's 404
+        assert response.json()
