@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= bench-out
 
-.PHONY: .redis-server .kafka-jars setup demo test test-unit bench bench-quick lint schemas docs clean
+.PHONY: .redis-server .kafka-jars setup demo test test-unit bench bench-quick soak lint schemas docs clean
 
 setup: $(STAMP) .redis-server .kafka-jars
 
@@ -45,6 +45,9 @@ bench: setup
 
 bench-quick: setup
 	$(BIN)/python -m bench --quick --out $(OUT)
+
+soak: setup
+	$(BIN)/python -m bench --soak --out $(OUT)/soak
 
 lint: $(STAMP)
 	$(BIN)/ruff check schemas producer consumers revocast devstack bench demo tests

@@ -3,6 +3,7 @@
     python -m bench --quick --out /tmp/bq        # CI smoke run, under three minutes
     python -m bench --out bench-out              # the full sweep (make bench)
     python -m bench --out o --engines kafka-python --skip bootstrap,poll,peers
+    python -m bench --soak --out soak-out       # the soak alone: 10 min at 300/s, 4 services
 
 ``--engines`` takes the engines the consumers package ships (``bench.engines``);
 the default is every one whose Kafka client is installed here.
@@ -52,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
         help=f"comma-separated parts to leave out: {', '.join(PARTS)} (development only)",
     )
     parser.add_argument(
+        "--soak", action="store_true",
+        help="run only the soak (bench.soak): 4 services at 300/s for --soak-minutes; RSS, "
+        "p50/p99 per 10 s window, lost events (make soak)",
+    )
+    parser.add_argument("--soak-minutes", type=float, default=10.0,
+                        help="how long the soak publishes (default 10)")
+    parser.add_argument("--soak-engine", default=None,
+                        help="the soak's engine (default: the best one installed here)")
+    parser.add_argument(
         "--no-service-profile",
         action="store_true",
         help="do not attach py-spy to a service during the headline step",
@@ -65,6 +75,10 @@ def _names(text: str) -> tuple[str, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.soak:
+        from bench.soak import soak_main
+
+        return soak_main(args.out, engine=args.soak_engine, minutes=args.soak_minutes)
     plan = quick_plan() if args.quick else full_plan()
     skip = frozenset(_names(args.skip))
     unknown = skip - set(PARTS)
