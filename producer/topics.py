@@ -95,7 +95,6 @@ def require_reachable(bootstrap: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     reason = "no answer"
     unknown: set[str] = set()
-    hint = "start the broker, or point KAFKA_BOOTSTRAP_SERVERS / --bootstrap-servers at it"
     while True:
         for host, port in addresses:
             if host in unknown:
@@ -122,7 +121,7 @@ def require_reachable(bootstrap: str, timeout: float) -> None:
             )
         if time.monotonic() + 0.1 >= deadline:
             raise BrokerUnavailableError(
-                f"Kafka at {bootstrap} did not answer within {timeout:g} s ({reason}): {hint}"
+                f"Kafka at {bootstrap} did not answer within {timeout:g} s ({reason})"
             )
         time.sleep(0.1)
 

@@ -117,7 +117,17 @@ def _producer_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     groups = {"producer": _producer_rows(args), "consumer": _consumer_rows(args)}
     if args.json:
-        print_json(groups)
+        # The producer's values stay at the top level (as before); the consumer's are under
+        # "consumer"; "settings" has every row with its env name and source.
+        print_json(
+            {
+                **{row["name"]: row["value"] for row in groups["producer"]},
+                "consumer": {row["name"]: row["value"] for row in groups["consumer"]},
+                "settings": [
+                    {"side": side, **row} for side, rows in groups.items() for row in rows
+                ],
+            }
+        )
         return 0
     titles = {
         "producer": "producer (revoke, status, topics, heartbeat, serve-api)",

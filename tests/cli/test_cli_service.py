@@ -190,9 +190,12 @@ def test_print_config_shows_both_sides_with_env_names_and_sources(
     cli, _, _ = stack
     result = cli.run("print-config", "--json", REVOCAST_MAX_STALENESS="7")
     assert result.returncode == 0, result.stderr
-    groups = json.loads(result.stdout)
-    consumer = {row["name"]: row for row in groups["consumer"]}
-    producer = {row["name"]: row for row in groups["producer"]}
+    config = json.loads(result.stdout)
+    rows = config["settings"]
+    consumer = {row["name"]: row for row in rows if row["side"] == "consumer"}
+    producer = {row["name"]: row for row in rows if row["side"] == "producer"}
+    assert config["consumer"]["max_staleness"] == 7.0
+    assert config["signing_key_file"] == producer["signing_key_file"]["value"]
     assert consumer["max_staleness"] == {
         **consumer["max_staleness"],
         "value": 7.0,
