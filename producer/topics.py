@@ -9,7 +9,7 @@ What :func:`ensure_topics` guarantees:
   matter. Receipts are measurements, not state: their retention may be shorter.
 * Existing topics are not altered unless asked. Their actual settings are read back
   (``describe_topics`` + ``describe_configs``) and every difference that matters is
-  returned in the report (once; the caller shows it): retention shorter than the
+  logged as a warning and returned in the report: retention shorter than the
   lifetime it must cover, size-based retention, compaction (which would keep only the
   last event per subject), and partitions / replication factor / min ISR that differ.
 * With ``alter_retention=True`` a state topic (events, dead letters) whose
@@ -337,7 +337,10 @@ def ensure_topics(
                 altered_from_ms=raised.get(name),
             )
         )
-    return TopicsReport(tuple(states))
+    report = TopicsReport(tuple(states))
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    return report
 
 
 def _raise_retention(
@@ -476,8 +479,9 @@ def _check(
 
     if holds_state and retention_ms is not None and 0 <= retention_ms < required_ms:
         warnings.append(
-            f"{name}: retention {human_duration(retention_ms)} is shorter than the longest "
-            f"credential lifetime + margin ({human_duration(required_ms)}): a consumer that "
+            f"{name}: retention.ms={retention_ms} ({human_duration(retention_ms)}) is shorter "
+            f"than the longest credential lifetime + margin ({human_duration(required_ms)}): "
+            "a consumer that "
             "replays the topic would forget revocations of credentials that are still valid; "
             "raise it with `revocast topics ensure --alter-retention` (same lifetime and margin)"
         )

@@ -10,6 +10,7 @@ given here is remembered by the broker itself.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from datetime import timedelta
 from typing import Any
@@ -97,6 +98,8 @@ def _topic_line(t: TopicState, covers: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The library logs each warning; this command prints them itself, once, on stderr.
+    logging.getLogger("producer.topics").setLevel(logging.ERROR)
     settings = producer_settings(args)
     rf = args.replication_factor or settings.replication_factor
     min_isr = args.min_insync_replicas or min(settings.min_insync_replicas, rf)
