@@ -5,12 +5,16 @@ The trust model, as ACLs on the three revocast topics:
 ==================  ==========================  ===========================
 principal           events topic                receipts / dead letters
 ==================  ==========================  ===========================
-``User:iam``        write, describe             read, describe (receipts)
+``User:iam``        write, read, describe       read, describe
 ``User:svc-<name>`` read, describe              write, describe
 ``User:admin``      super user (topics, ACLs)   super user
 ``User:broker``     super user (replication)    super user
 anyone else         refused                     refused
 ==================  ==========================  ===========================
+
+The IAM side reads what it needs to answer "is it in force, and where": the events topic
+(to locate an event's partition and offset), receipts, and dead letters (which services
+refused an event, and why).
 
 So a service that is compromised can forge receipts (they are measurements) but can
 never write an event: only the IAM principal makes a revocation. Signatures stay the
@@ -312,9 +316,12 @@ class SecureSetup:
         read, write, describe = ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE
         acls = [
             allow(IAM_USER, write, topics.events),
+            allow(IAM_USER, read, topics.events),
             allow(IAM_USER, describe, topics.events),
             allow(IAM_USER, read, topics.receipts),
             allow(IAM_USER, describe, topics.receipts),
+            allow(IAM_USER, read, topics.dead_letter),
+            allow(IAM_USER, describe, topics.dead_letter),
         ]
         for user in (u for u in self.users if u.startswith("svc-")):
             acls += [
