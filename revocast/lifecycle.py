@@ -121,7 +121,10 @@ class LifecycleWatcher:
             else "replaying the retained records",
         )
         if not c.ready and self.terminal and total >= _BAR_MIN_RECORDS:
-            self._open_bar(total)
+            try:
+                self._open_bar(total)
+            except ImportError:  # rich missing from a trimmed install: progress lines instead
+                self._bar = self._task = None
         last_progress = time.monotonic()
         ready_said = False
         lagging = False
