@@ -575,8 +575,8 @@ def plot_soak(soak: Mapping[str, Any], path: Path) -> Path:
     for ax in (top, bottom):
         ax.axvspan(0, warm, color="grey", alpha=0.15, lw=0)
         ax.grid(True, alpha=0.3)
-    top.text(warm / 2, 0.95, "warm-up", transform=top.get_xaxis_transform(), ha="center",
-             fontsize=8, color="dimgrey")
+    top.text(warm / 2, 0.97, "warm-up\n(not in the slope)", transform=top.get_xaxis_transform(),
+             ha="center", va="top", fontsize=8, color="dimgrey")
     top.set_ylabel("RSS (MiB)")
     top.set_title(f"soak: {plan['engine']}, {plan['services']} services, {plan['rate']}/s "
                   f"for {plan['minutes']:g} min")
