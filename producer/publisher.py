@@ -74,6 +74,7 @@ __all__ = ["FailedEvent", "Published", "Revocation", "RevocationPublisher", "bat
 log = logging.getLogger(__name__)
 
 _SLACK = 1.0  # seconds on top of delivery_timeout for the sender thread to report back
+_CHUNK = 1024  # events signed before they are handed to the sender, in publish_many
 _MAX_BATCH_VALUE = MAX_BATCH_BYTES
 """Largest batch record value built: the signed JWS, not only its payload."""
 # base64url makes the payload 4/3 larger; header, signature and a timestamp margin fit in 512.
@@ -535,13 +536,28 @@ class RevocationPublisher:
         failed: list[FailedEvent] = []
         futures: list[tuple[list[int], Any]] = []
         send_error: Exception | None = None
+        ready: list[tuple[int | None, list[int], bytes]] = []
         try:
             producer = self._current()
+
+            def send_ready() -> None:
+                for part, chunk, value in ready:
+                    env = envelopes[chunk[0]]
+                    sent = self._send(env, part, value, producer, batch=len(chunk) > 1)
+                    futures.append((chunk, sent))
+                ready.clear()
+
+            # Sign about _CHUNK events, then send them: signing does not fight the
+            # sender thread record by record (twice as fast), and stamps stay close.
+            waiting = 0
             for part, indexes in self._groups(envelopes, partitions):
                 for chunk, value in self._encoded(envelopes, indexes):
-                    batch = len(chunk) > 1
-                    env = envelopes[chunk[0]]
-                    futures.append((chunk, self._send(env, part, value, producer, batch=batch)))
+                    ready.append((part, chunk, value))
+                    waiting += len(chunk)
+                    if waiting >= _CHUNK:
+                        send_ready()
+                        waiting = 0
+            send_ready()
         except InfrastructureError as exc:  # broker down: do not block once per record
             send_error = exc
         if send_error is not None:
