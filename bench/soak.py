@@ -743,6 +743,10 @@ def measure(ctx: SweepContext, plan: SoakPlan, ui: ProgressUI) -> dict[str, Any]
                           f"{num(prev['p99_ms'])} ms" if prev.get("count") else ""))
                 if "error" in outcome:
                     break
+            else:
+                # A publisher that fell behind its schedule finishes it (bounded by
+                # publish_paced's own limit): the soak publishes every planned event.
+                thread.join(plan.duration_s * 0.5 + 10)
         finally:
             stop.set()
             thread.join(30)
