@@ -26,6 +26,9 @@ every engine gives the same answers:
   covers was applied, so an event's "in force at" is exact to the batch (never
   earlier than the truth). Signed with the instance's own Ed25519 key when one is
   given (JWS ``typ`` :data:`schemas.WATERMARK_JWS_TYPE`), keyed ``service/instance``.
+* **One signature check per record, the cheapest available.** A batch record
+  is verified once for all its events; the Ed25519 check runs in libsodium when
+  PyNaCl is installed (:mod:`consumers.core_sodium`: same verdicts).
 * **Nothing slow on the apply path.** Applying an event touches only the
   in-memory state and counters; watermarks, dead letters, shared-view writes and
   snapshots go through one outbox thread, one item per *batch* (never per event,
@@ -53,6 +56,7 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 
+from consumers.core_sodium import sodium_keys
 from consumers.freshness import FreshnessGuard
 from consumers.metrics import ConsumerMetrics, log_extra
 from consumers.state import RevocationState
@@ -245,7 +249,8 @@ class ConsumerCore:
         self.instance = instance
         self._capped_warned_at = -1e18  # monotonic seconds of the last warning
         self.engine = engine
-        self.keys = keys
+        self.keys = sodium_keys(keys)
+        """The trusted keys, their signatures checked by libsodium when PyNaCl is there."""
         self.require_signature = require_signature
         self.state = state if state is not None else RevocationState()
         self.guard = FreshnessGuard(max_staleness)
@@ -378,7 +383,9 @@ class ConsumerCore:
             interval = self.min_interval if self.ready.is_set() else REPLAY_WATERMARK_INTERVAL
             if since >= interval:
                 self._emit_watermark(now, {p: self.next[p] for p in self._advanced})
-                return interval
+                # Nothing is pending now: the next one is due when records come (the
+                # loop calls again after each poll) or after a period of silence.
+                return self._period
             return interval - since
         if since >= self._period:
             self._emit_watermark(now, dict(self.next))
