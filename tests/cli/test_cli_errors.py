@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import Cli, error_line
+from cli_testkit import Cli, error_line
 
 TOKENS = '[{"name": "ops", "token": "0123456789abcdef0123", "scopes": ["revoke:*"]}]'
 

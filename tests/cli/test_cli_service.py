@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from conftest import Cli, clean_cli, error_line, generate_keys, stop
+from cli_testkit import Cli, clean_cli, error_line, generate_keys, stop
 
 pytestmark = pytest.mark.integration
 
