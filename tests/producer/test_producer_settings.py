@@ -12,8 +12,10 @@ from producer.requests import parse_request
 from producer.settings import ApiToken, ProducerSettings, parse_duration
 from schemas import (
     ConfigError,
+    KeySet,
     SchemaViolationError,
     SessionRevoked,
+    SigningKey,
     SubjectOffboarded,
     TopicNames,
 )
@@ -210,3 +212,27 @@ def test_request_errors_name_the_field(kind: str, data: dict[str, object], field
         _event(kind, data)
     assert info.value.field == field
     assert str(info.value).startswith(field)
+
+
+def test_service_jwks_fleet_and_batch_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = ProducerSettings.load()
+    assert s.service_keys() is None  # no keys: watermarks are read unverified
+    assert s.batch_records is True
+    assert s.fleet_forget_after == timedelta(minutes=10)
+    key = SigningKey.generate("orders-1")
+    jwks = tmp_path / "services.jwks.json"
+    jwks.write_text(json.dumps(KeySet.of([key]).to_jwks()))
+    monkeypatch.setenv("REVOCAST_SERVICE_JWKS", str(jwks))
+    monkeypatch.setenv("REVOCAST_FLEET_FORGET_AFTER", "90s")
+    monkeypatch.setenv("REVOCAST_BATCH_RECORDS", "false")
+    s = ProducerSettings.load()
+    keys = s.service_keys()
+    assert keys is not None
+    assert keys.kids == ["orders-1"]
+    assert s.fleet_forget_after == timedelta(seconds=90)
+    assert s.batch_records is False
+    monkeypatch.setenv("REVOCAST_SERVICE_JWKS", str(tmp_path / "missing.json"))
+    with pytest.raises(ConfigError, match="REVOCAST_SERVICE_JWKS"):
+        ProducerSettings.load().service_keys()
