@@ -1,4 +1,4 @@
-"""Keep aiokafka (faust's Kafka client) going past a record it cannot parse.
+"""Keep aiokafka (faust's Kafka client) going past a record it cannot parse, and quiet.
 
 aiokafka 0.14 decodes record header *names* as UTF-8 and checks batch CRCs while
 it iterates a fetched partition. One record with an invalid header name (written
@@ -15,8 +15,12 @@ the same batch are re-fetched and parsed again; if they fail too they are skippe
 the same way, one offset at a time (bounded by the batch).
 
 This replaces one method of a library class for the whole process: only the
-faust worker process installs it, and ``tests/consumers`` exercises it with a
-record written by kcat.
+faust engine installs it, and ``tests/consumers`` exercises it with a record
+written by kcat.
+
+:func:`quiet_logs` keeps faust's stack to warnings and errors unless the process
+logs at DEBUG, and demotes the lines it logs at ERROR or WARNING for normal events
+of a new worker (a coordinator not elected yet, a first rebalance) to DEBUG.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Skipped", "install"]
+__all__ = ["Skipped", "install", "quiet_logs"]
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +74,52 @@ def install(listener: Callable[[Skipped], None]) -> None:
 
         PartitionRecords.__next__ = __next__
         _installed = True
+
+
+# ------------------------------------------------------------------ quiet logs
+
+# (logger, message start): lines faust's stack logs above their weight while a worker
+# starts or rebalances normally. Demoted to DEBUG (shown only when the root logger is).
+_TRANSIENT: tuple[tuple[str, str], ...] = (
+    # A new group's coordinator is not elected yet: aiokafka retries by itself.
+    ("aiokafka.consumer.group_coordinator", "Group Coordinator Request failed"),
+    # faust's sensors had no state for the first rebalance of a fresh app.
+    ("faust.app.base", "[^-App]: Missing sensor state for rebalance"),
+)
+
+
+class _DemoteTransient(logging.Filter):
+    def __init__(self, prefix: str, retriable_only: bool) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.retriable_only = retriable_only
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        if self.retriable_only:
+            args = record.args if isinstance(record.args, tuple) else ()
+            if not any(getattr(a, "retriable", False) for a in args):
+                return True  # a fatal error stays an error
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def quiet_logs() -> None:
+    """Quiet faust, mode and aiokafka unless the root logger is at DEBUG (idempotent).
+
+    Their INFO chatter (service start/stop trees, assignment tables) is hidden, their
+    warnings and errors stay, except the transient lines of :data:`_TRANSIENT`, which
+    become DEBUG. The process's own handler formats everything (faust never configures
+    logging here), so nothing writes terminal colour codes into a pipe.
+    """
+    verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+    with _lock:
+        for name in ("faust", "mode", "aiokafka"):
+            logger = logging.getLogger(name)
+            if not verbose and logger.level == logging.NOTSET:
+                logger.setLevel(logging.WARNING)
+        for name, prefix in _TRANSIENT:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _DemoteTransient) for f in logger.filters):
+                logger.addFilter(_DemoteTransient(prefix, name.startswith("aiokafka")))

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pydantic import ValidationError
 
@@ -29,13 +29,20 @@ from consumers.admin import serve_admin
 from consumers.consumer import RevocationConsumer
 from consumers.metrics import JsonFormatter, log_extra
 from consumers.settings import ConsumerSettings
+from consumers.state import RevocationState
 from schemas import ConfigError, InfrastructureError, KeySet, SigningKey
+
+if TYPE_CHECKING:
+    from consumers.engines.faust import FaustRevocationConsumer
 
 __all__ = ["build_consumer", "main", "run_service"]
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+AnyConsumer: TypeAlias = "RevocationConsumer | FaustRevocationConsumer"
+"""Either driver: the engines of :mod:`consumers.engines`, or the faust worker."""
 
 
 def _configure_logging(settings: ConsumerSettings) -> None:
@@ -51,7 +58,7 @@ def _configure_logging(settings: ConsumerSettings) -> None:
     root.setLevel(settings.log_level)
 
 
-def build_consumer(settings: ConsumerSettings, stack: ExitStack) -> RevocationConsumer:
+def build_consumer(settings: ConsumerSettings, stack: ExitStack) -> AnyConsumer:
     """The consumer ``settings`` describe (Redis clients are closed by ``stack``)."""
     if settings.require_signature and not settings.jwks:
         raise ConfigError(
@@ -75,27 +82,38 @@ def build_consumer(settings: ConsumerSettings, stack: ExitStack) -> RevocationCo
         if settings.redis_snapshots:
             snapshots = RedisSnapshotStore(client, settings.service, prefix=prefix)
     security = settings.kafka_security
-    return RevocationConsumer(
+    common: dict[str, Any] = {
+        "instance_key": (
+            SigningKey.from_file(settings.instance_key_file) if settings.instance_key_file else None
+        ),
+        "require_signature": settings.require_signature,
+        "shared_view": shared_view,
+        "snapshots": snapshots,
+        "snapshot_interval": settings.snapshot_interval,
+        "max_staleness": settings.max_staleness,
+        "state": RevocationState(max_lifetime=settings.max_credential_lifetime),
+        "connect_timeout": settings.kafka_connect_timeout,
+    }
+    where = (
         settings.kafka_bootstrap_servers,
         settings.topic_names(),
         settings.service,
         settings.instance,
         keys,
+    )
+    if settings.engine == "faust":  # its own driver: a faust worker in its own event loop
+        from consumers.engines.faust import FaustRevocationConsumer
+
+        return FaustRevocationConsumer(*where, security=security, **common)
+    return RevocationConsumer(
+        *where,
         engine=settings.engine,
-        instance_key=(
-            SigningKey.from_file(settings.instance_key_file) if settings.instance_key_file else None
-        ),
-        require_signature=settings.require_signature,
-        shared_view=shared_view,
-        snapshots=snapshots,
-        snapshot_interval=settings.snapshot_interval,
-        max_staleness=settings.max_staleness,
-        connect_timeout=settings.kafka_connect_timeout,
         kafka_options=(
             security.to_confluent()
             if settings.engine == "confluent"
             else security.to_kafka_python()
         ),
+        **common,
     )
 
 
@@ -103,7 +121,7 @@ def run_service(
     settings: ConsumerSettings,
     *,
     stop: threading.Event | None = None,
-    on_start: Callable[[RevocationConsumer], None] | None = None,
+    on_start: Callable[[AnyConsumer], None] | None = None,
 ) -> int:
     """Run until SIGINT/SIGTERM (or ``stop`` is set); returns the exit code.
 

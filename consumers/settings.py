@@ -58,10 +58,11 @@ class ConsumerSettings(BaseSettings):
         ),
         description="Kafka bootstrap servers, comma-separated host:port.",
     )
-    engine: Literal["kafka-python", "confluent"] = Field(
+    engine: Literal["kafka-python", "confluent", "faust"] = Field(
         default="kafka-python",
-        description="Kafka client of the consumer: 'kafka-python' (the reference) or "
-        "'confluent' (librdkafka; pip install 'revocast[fast]'; far less CPU per event).",
+        description="Kafka client of the consumer: 'kafka-python' (the reference), "
+        "'confluent' (librdkafka; pip install 'revocast[fast]'; far less CPU per event) or "
+        "'faust' (a faust-streaming worker, one consumer group per run).",
     )
     instance_key_file: str | None = Field(
         default=None,

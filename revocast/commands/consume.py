@@ -32,6 +32,13 @@ def register(subparsers: Subparsers) -> None:
         "--jwks", metavar="FILE_OR_URL", help="trusted event-signing keys (default: $REVOCAST_JWKS)"
     )
     consume.add_argument(
+        "--engine",
+        choices=("kafka-python", "confluent", "faust"),
+        help="Kafka client: kafka-python (the reference), confluent (librdkafka, "
+        "revocast[fast]) or faust (a faust-streaming worker) (default: $REVOCAST_ENGINE, "
+        "else kafka-python)",
+    )
+    consume.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
@@ -44,15 +51,16 @@ def register(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     # revocast is the app layer and may use both packages; import lazily so the other
     # commands never load the consumer side.
-    from consumers.consumer import RevocationConsumer
     from consumers.service import run_service
-    from revocast.lifecycle import LifecycleWatcher
+    from revocast.lifecycle import LifecycleWatcher, Watchable
 
     overrides: dict[str, Any] = {"service": args.service}
     if args.instance:
         overrides["instance"] = args.instance
     if args.jwks:
         overrides["jwks"] = args.jwks
+    if args.engine:
+        overrides["engine"] = args.engine
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port
     settings = consumer_settings(args, **overrides)
@@ -62,15 +70,16 @@ def run(args: argparse.Namespace) -> int:
             "or URL, the public half of `revocast keys generate`)"
         )
     log.info(
-        "%s/%s: connecting to %s, waiting for topic %s",
+        "%s/%s: connecting to %s, waiting for topic %s (engine %s)",
         settings.service,
         settings.instance,
         settings.kafka_bootstrap_servers,
         settings.topic_names().events,
+        settings.engine,
     )
     watchers: list[LifecycleWatcher] = []
 
-    def on_start(consumer: RevocationConsumer) -> None:
+    def on_start(consumer: Watchable) -> None:
         watchers.append(LifecycleWatcher(consumer, terminal=sys.stderr.isatty()).start())
 
     try:

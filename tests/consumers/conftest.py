@@ -20,7 +20,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from consumers import RevocationState
+from consumers import RevocationConsumer, RevocationState
 from consumers.engines import ENGINES
 from schemas import (
     ClaimsChanged,
@@ -28,6 +28,7 @@ from schemas import (
     CredentialRotated,
     Envelope,
     Heartbeat,
+    KeySet,
     RevocationEvent,
     SessionRevoked,
     SigningKey,
@@ -48,6 +49,30 @@ PARTITIONS = 3
 def engine(request: pytest.FixtureRequest) -> str:
     """Each consumer engine in turn (the test runs once per engine)."""
     return str(request.param)
+
+
+ALL_ENGINES: tuple[str, ...] = (*ENGINES, "faust")
+"""Every engine, faust included (its own driver, :mod:`consumers.engines.faust`)."""
+
+
+def make_consumer(
+    engine: str,
+    bootstrap: str,
+    topics: TopicNames,
+    service: str,
+    instance: str,
+    keys: KeySet | None,
+    **kwargs: Any,
+) -> Any:
+    """A consumer on ``engine`` with :class:`RevocationConsumer`'s public API and defaults
+    (per-event receipts on): a ``RevocationConsumer``, or the faust engine's driver,
+    which runs a faust worker in its own thread and event loop."""
+    if engine == "faust":
+        from consumers.engines.faust import FaustRevocationConsumer
+
+        kwargs.setdefault("per_event_receipts", True)
+        return FaustRevocationConsumer(bootstrap, topics, service, instance, keys, **kwargs)
+    return RevocationConsumer(bootstrap, topics, service, instance, keys, engine=engine, **kwargs)
 
 
 def split_receipts(records: list[Any]) -> tuple[list[Receipt], list[Watermark]]:
