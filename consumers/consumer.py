@@ -27,9 +27,10 @@ watermarks). Guarantees, and why:
   on both engines; poll failures back off to at most 2 s on kafka-python.
 * **Watermarks, not per-event receipts** (see :mod:`consumers.core`): one per
   poll batch that advanced, coalesced to a few ms, and one per
-  ``watermark_period`` while idle. ``per_event_receipts=True`` also publishes the
-  older one-:class:`schemas.Receipt`-per-event records for readers that predate
-  watermarks. Pending watermarks and dead letters are flushed on :meth:`stop`.
+  ``watermark_period`` while idle, signed with ``instance_key`` when given.
+  Pending watermarks and dead letters are flushed on :meth:`stop`.
+  (``per_event_receipts=True`` adds the older one-:class:`schemas.Receipt`-per-event
+  records, off by default: the tracker reads watermarks.)
 
 Not guaranteed: exactly-once watermarks across restarts; freshness when the
 producer side publishes no heartbeats (the view then looks stale, and
@@ -123,7 +124,7 @@ class RevocationConsumer:
         registry: CollectorRegistry | None = None,
         on_applied: Callable[[Envelope, int], None] | None = None,
         publish_receipts: bool = True,
-        per_event_receipts: bool = True,
+        per_event_receipts: bool = False,
         instance_key: SigningKey | None = None,
         watermark_period: float = 1.0,
         outbox_size: int = 100_000,

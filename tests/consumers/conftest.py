@@ -65,12 +65,11 @@ def make_consumer(
     **kwargs: Any,
 ) -> Any:
     """A consumer on ``engine`` with :class:`RevocationConsumer`'s public API and defaults
-    (per-event receipts on): a ``RevocationConsumer``, or the faust engine's driver,
+    (watermarks, no per-event receipts): a ``RevocationConsumer``, or the faust engine's driver,
     which runs a faust worker in its own thread and event loop."""
     if engine == "faust":
         from consumers.engines.faust import FaustRevocationConsumer
 
-        kwargs.setdefault("per_event_receipts", True)
         return FaustRevocationConsumer(bootstrap, topics, service, instance, keys, **kwargs)
     return RevocationConsumer(bootstrap, topics, service, instance, keys, engine=engine, **kwargs)
 

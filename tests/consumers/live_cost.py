@@ -63,7 +63,6 @@ def serve(args: argparse.Namespace) -> int:
         f"cost-{args.engine}",
         KeySet.load(args.jwks),
         engine=args.engine,
-        per_event_receipts=args.per_event_receipts,
         instance_key=SigningKey.from_file(args.instance_key) if args.instance_key else None,
     ).start()
     consumer.wait_ready(60)
@@ -91,7 +90,7 @@ def _read(path: Path, timeout: float = 30) -> dict[str, Any]:
 
 
 def step(bootstrap: str, engine: str, rate: int, seconds: float, work: Path,
-         signer: SigningKey, per_event_receipts: bool, sign_watermarks: bool,
+         signer: SigningKey, sign_watermarks: bool,
          profile: Path | None = None) -> dict[str, Any]:
     spy = None
     prefix = f"cost-{uuid.uuid4().hex[:8]}"
@@ -103,8 +102,6 @@ def step(bootstrap: str, engine: str, rate: int, seconds: float, work: Path,
     cmd = [sys.executable, "-m", "tests.consumers.live_cost", "--serve", "--engine", engine,
            "--bootstrap", bootstrap, "--prefix", prefix, "--jwks", str(jwks),
            "--status", str(svc_status)]
-    if per_event_receipts:
-        cmd.append("--per-event-receipts")
     if sign_watermarks:
         key = work / "instance.jwk.json"
         if not key.exists():
@@ -195,7 +192,6 @@ def main() -> int:
     parser.add_argument("--jwks")
     parser.add_argument("--status")
     parser.add_argument("--instance-key")
-    parser.add_argument("--per-event-receipts", action="store_true")
     parser.add_argument("--sign-watermarks", action="store_true")
     parser.add_argument("--profile-dir", help="py-spy raw profiles of the service, per step")
     args = parser.parse_args()
@@ -210,7 +206,7 @@ def main() -> int:
                 if args.profile_dir:
                     profile = Path(args.profile_dir) / f"service-{engine}-{rate}.folded"
                 row = step(args.bootstrap, engine, rate, args.seconds, Path(tmp), signer,
-                           args.per_event_receipts, args.sign_watermarks, profile)
+                           args.sign_watermarks, profile)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     print(f"{'engine':<14}{'rate':>6}{'service us/ev':>15}{'bare us/rec':>13}"

@@ -55,7 +55,7 @@ def test_a_watermark_covers_an_event_only_once_it_is_applied(
     publisher.flush()
     consumer = _make(
         kafka_bootstrap, topics, trusted_keys, engine,
-        on_applied=on_applied, per_event_receipts=False,
+        on_applied=on_applied,
     )  # fmt: skip
     sent = list(history)
     with consumer:
@@ -75,7 +75,7 @@ def test_a_watermark_covers_an_event_only_once_it_is_applied(
         return any(m.offsets == consumer.positions() for m in marks)
 
     receipts, marks = split_receipts(read(kafka_bootstrap, topics.receipts, complete))
-    assert receipts == []  # per-event receipts off
+    assert receipts == []  # watermarks only
     assert marks, "no watermark"
     assert {(m.service, m.instance, m.engine) for m in marks} == {("wm", consumer.instance, engine)}
     assert all(m.topic == topics.events and m.topic_id == consumer.topic_id for m in marks)
