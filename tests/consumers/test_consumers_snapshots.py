@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from consumers import ConsumerSnapshot, RedisSnapshotStore, RevocationConsumer, RevocationState
 from consumers.redis_store import connect
+from consumers.testing import measure_bootstrap
 from schemas import Envelope, KeySet, TopicNames
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -127,3 +128,34 @@ def test_refusal_reasons() -> None:
     again = ConsumerSnapshot.from_json(snap.to_json())
     assert again.topic_id == "AAAB"
     assert again.offsets == snap.offsets
+
+
+def test_measure_bootstrap_times_a_cold_start_then_a_start_from_its_snapshot(
+    engine: str,
+    kafka_bootstrap: str,
+    topics: TopicNames,
+    trusted_keys: KeySet,
+    client: redis.Redis,
+    publisher: Any,
+    events: Callable[[int], list[Envelope]],
+) -> None:
+    store = RedisSnapshotStore(client, f"boot-{topics.events}")
+    for e in events(40):
+        publisher.send(e)
+    publisher.flush()
+    cold = measure_bootstrap(kafka_bootstrap, topics, trusted_keys, engine=engine,
+                             snapshots=store, timeout=60)  # fmt: skip
+    assert cold.ready
+    assert not cold.from_snapshot
+    assert cold.records == 40
+    for e in events(6):
+        publisher.send(e)
+    publisher.flush()
+    warm = measure_bootstrap(kafka_bootstrap, topics, trusted_keys, engine=engine,
+                             snapshots=store, timeout=60)  # fmt: skip
+    assert warm.ready
+    assert warm.from_snapshot
+    assert warm.snapshot_records == 40
+    assert warm.records == 6
+    assert warm.entries >= cold.entries
+    assert warm.to_dict()["engine"] == engine
