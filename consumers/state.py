@@ -72,6 +72,7 @@ import heapq
 import math
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import Any, Final, NamedTuple, TypeAlias
 
@@ -336,7 +337,7 @@ class RevocationState:
                     return _revoked(
                         _SUBJECT_OFFBOARDED,
                         f"subject {sub!r}{_in(tenant)} was offboarded; token issued before "
-                        f"{since:.3f}",
+                        f"{_iso(since)}",
                         since,
                     )
             if header is not None:
@@ -348,7 +349,7 @@ class RevocationState:
                     if since is not None:
                         return _revoked(
                             _CREDENTIAL_ROTATED,
-                            f"signing key {kid!r} was rotated; token issued before {since:.3f}",
+                            f"signing key {kid!r} was rotated; token issued before {_iso(since)}",
                             since,
                         )
             if subjects or clients:  # nobody offboarded, no client rotated: no party to check
@@ -412,7 +413,7 @@ class RevocationState:
         )
         return _revoked(
             rule,
-            f"{who} {party!r}{_in(tenant)}: {what}; token issued before {since:.3f}",
+            f"{who} {party!r}{_in(tenant)}: {what}; token issued before {_iso(since)}",
             since,
         )
 
@@ -755,3 +756,9 @@ class RevocationState:
             except (TypeError, ValueError):
                 raise SnapshotError(f"snapshot field 'scoped' entry {i} is malformed") from None
         return state
+
+
+def _iso(epoch: float) -> str:
+    """An epoch time for people: ISO 8601 UTC to the millisecond (decisions only, off the
+    hot path of an allowed token)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
