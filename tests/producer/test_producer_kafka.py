@@ -376,6 +376,20 @@ def test_publish_many_names_events_that_were_not_acknowledged(
     on_topic = {decode(r.value, trusted_keys).event_id for r in records}
     assert refused.event_id not in on_topic
 
+    # A refused batch record: every event in it is named, with the broker's reason.
+    with (
+        RevocationPublisher(kafka_bootstrap, topics, signing_key) as pub,
+        pytest.raises(BulkPublishError) as batch_info,
+    ):
+        pub.publish_many(
+            [session("solo"), session("b", "x"), session("b", "y"), session("b", "z")],
+            partitions=[0, 2, 2, 2],
+        )
+    in_batch = {f.index: f.error for f in batch_info.value.failed if f.index in (1, 2, 3)}
+    assert set(in_batch) == {1, 2, 3}
+    assert all("MessageSizeTooLarge" in error for error in in_batch.values())
+    assert len(batch_info.value.published) + len(batch_info.value.failed) == 4
+
 
 # --------------------------------------------------------------------------- heartbeat
 

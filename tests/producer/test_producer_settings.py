@@ -197,7 +197,7 @@ def test_request_defaults() -> None:
         (
             "session",
             {"subject": SUBJECT, "session_id": "s", "expires_in": 10 * 86400},
-            "expires_at",
+            "expires_in",  # the field the caller gave
         ),
         (
             "session",
