@@ -55,14 +55,21 @@ def service_cpu_per_event(inforce: Mapping[str, Mapping[str, Any]]) -> dict[str,
         bare = entry.get("bare_client")
         if bare:
             block["bare_client"] = bare["client"]
-            item["bare_client_us"] = bare.get("cpu_us_per_record")
+            events = entry.get("events") or 0
+            per_event = bare.get("cpu_us_per_event")
+            if per_event is None and events and bare.get("cpu_s") is not None:
+                per_event = round(bare["cpu_s"] / events * 1e6, 1)
+            item["bare_client_us"] = per_event
+            item["bare_client_us_per_record"] = bare.get("cpu_us_per_record")
+            item["bare_client_records"] = bare.get("records")
             item["service_over_bare"] = _ratio(item["service_us"], item["bare_client_us"])
         block["configs"][f"N={entry['n']} R={entry['rate']}"] = item
     for block in out.values():
         block["definition"] = (
             "service_us: CPU seconds of the N services over the step (publish + drain) / "
             "(N x events), idle polling included; bare_client_us: getrusage of the engine's "
-            "bare client (assign every partition, count records) over the same step and records"
+            "bare client (assign every partition, count records) over the same step and "
+            "records, per event of the step (a batch record carries several events)"
         )
     return out
 

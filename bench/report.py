@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bench import derive
 from bench.derive import p99_floor_ms
 
 __all__ = [
@@ -654,17 +655,20 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "Service: CPU seconds of the N service processes over a step (publish + drain, idle "
         "polling included) / (N x events). Bare client: the engine's Kafka client alone "
         "(assign every partition, count records; getrusage), beside the first group, on the "
-        "same topic and records."
+        "same topic and records, per event of the step (publish_many packs a partition's due "
+        "events into one batch record, so there are fewer records than events)."
     )
     add("")
-    add("| engine | N | rate /s | service us per event | bare client | bare us per record | "
-        "service / bare |")
-    add("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
+    add("| engine | N | rate /s | service us per event | bare client | bare us per event | "
+        "bare records | service / bare |")
+    add("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
     for engine, block in (results.get("service_cpu_us_per_event") or {}).items():
         for item in block.get("configs", {}).values():
             add(f"| {engine} | {item.get('n')} | {item.get('rate')} | "
                 f"{_fmt(item.get('service_us'), 0)} | {block.get('bare_client', '-')} | "
-                f"{_fmt(item.get('bare_client_us'), 0)} | {_fmt(item.get('service_over_bare'))} |")
+                f"{_fmt(item.get('bare_client_us'), 0)} | "
+                f"{_fmt(item.get('bare_client_records'))} | "
+                f"{_fmt(item.get('service_over_bare'))} |")
     raw = results.get("raw_consume_rate_per_s") or {}
     rates = {k: v for k, v in raw.items() if k not in ("size", "definition", "error")}
     if rates:
@@ -815,7 +819,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.report DIR``: re-derive targets and findings, re-write results.md."""
+    """``python -m bench.report DIR``: re-derive the summary blocks, targets and findings from
+    the measured entries, re-write results.json and results.md."""
     import json
     import sys
     from pathlib import Path
@@ -827,9 +832,20 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args[0]) / "results.json"
     results = json.loads(path.read_text())
     headline = (results["settings"]["headline"][0], results["settings"]["headline"][1])
+    inforce = results["in_force_everywhere"]
+    boot = results.get("bootstrap") if isinstance(results.get("bootstrap"), dict) else {}
+    peer_entries = (results.get("peers") or {}).get("entries") or {}
+    results["service_cpu_us_per_event"] = derive.service_cpu_per_event(inforce)
+    results["apply_rate_per_s"] = derive.apply_rates(boot)
+    results["raw_consume_rate_per_s"] = derive.raw_consume_rates(boot)
+    results["bootstrap_ready_s"] = derive.bootstrap_ready(boot)
+    results.setdefault("peers", {})["revocast_p99_over_peer_p99"] = derive.peer_comparison(
+        inforce, peer_entries)
     results["targets"] = evaluate_targets(
-        results["in_force_everywhere"], results.get("check_ns", {}),
-        results.get("apply_vs_raw", {}), headline,
+        inforce, results.get("check_ns", {}), results.get("apply_vs_raw", {}), headline,
+        e2e=results.get("raw_kafka_e2e_ms"), cpu=results["service_cpu_us_per_event"],
+        peers_vs=results["peers"]["revocast_p99_over_peer_p99"],
+        ready=results["bootstrap_ready_s"], apply_rates=results["apply_rate_per_s"],
     )
     results["findings"] = findings(results, headline)
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")

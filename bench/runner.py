@@ -324,6 +324,8 @@ def _print_summary(console: Console, results: dict[str, Any]) -> None:
     for e in [*results["in_force_everywhere"].values(),
               *results.get("peers", {}).get("entries", {}).values()]:
         bare = e.get("bare_client") or {}
+        if bare and bare.get("cpu_us_per_event") is None and e.get("events"):
+            bare = {**bare, "cpu_us_per_event": bare.get("cpu_s", 0.0) / e["events"] * 1e6}
         rows.append([
             e["engine"], num(e["n"]), e["rate"], num(e.get("achieved_rate"), 0),
             num(e.get("p50_ms")),
@@ -331,7 +333,7 @@ def _print_summary(console: Console, results: dict[str, Any]) -> None:
             else f"> {num(derive.p99_floor_ms(e), 0)}",
             num(e.get("max_ms")),
             num(e.get("incomplete_events")), num(e.get("service_cpu_us_per_event")),
-            num(bare.get("cpu_us_per_record")),
+            num(bare.get("cpu_us_per_event")),
         ])
     if rows:
         print_table(console, f"revocast bench ({results['mode']}): in force everywhere "
@@ -342,7 +344,7 @@ def _print_summary(console: Console, results: dict[str, Any]) -> None:
                         Col("CPU per event", "us"), Col("bare client", "us"),
                     ], rows,
                     caption="CPU per event: the services' CPU per event per service; bare "
-                    "client: the engine's Kafka client alone, same step, per record; "
+                    "client: the engine's Kafka client alone, same step and records, per event; "
                     "p99 '> X': over 1% of the events were not applied everywhere when the "
                     "drain ended after X ms")
     check = results.get("check_ns", {})

@@ -442,8 +442,10 @@ def _results() -> dict:
         "kafka-python|N=1|R=1000": _entry("kafka-python", 1, "1000", 4.0),
     }
     inforce["kafka-python|N=1|R=1000"]["service_cpu_us_per_event"] = 300.0
+    # 100 events in 50 batch records: 250 us of the bare client's CPU per event
     inforce["kafka-python|N=1|R=1000"]["bare_client"] = {"client": "kafka-python",
-                                                         "cpu_us_per_record": 250.0}
+                                                         "records": 50, "cpu_s": 0.025,
+                                                         "cpu_us_per_record": 500.0}
     peers = {
         "redis-pubsub|N=8|R=1000": {**_entry("redis-pubsub", 8, "1000", 2.0), "kind": "peer"},
         "redis-streams|N=8|R=1000": {**_entry("redis-streams", 8, "1000", 4.0),
@@ -542,6 +544,7 @@ def test_derived_blocks_pair_each_service_cost_with_its_bare_client():
     cpu = doc["service_cpu_us_per_event"]["kafka-python"]
     assert cpu["bare_client"] == "kafka-python"
     assert cpu["configs"]["N=1 R=1000"]["service_over_bare"] == 1.2
+    assert cpu["configs"]["N=1 R=1000"]["bare_client_us_per_record"] == 500.0
     assert "bare_client_us" not in cpu["configs"]["N=8 R=1000"]  # no bare client beside N=8
     assert doc["raw_consume_rate_per_s"]["aiokafka"] == 9000.0
     assert doc["bootstrap_ready_s"]["cold"] == {"10": 0.005}
