@@ -25,12 +25,13 @@ of a new worker (a coordinator not elected yet, a first rebalance) to DEBUG.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Skipped", "install", "quiet_logs"]
+__all__ = ["Skipped", "install", "quiet_logs", "remove"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,12 @@ Skipped = tuple[str, int, int, str]
 _listeners: list[Callable[[Skipped], None]] = []
 _lock = threading.Lock()
 _installed = False
+
+
+def remove(listener: Callable[[Skipped], None]) -> None:
+    """Stop telling ``listener`` (the wrapper stays installed for the process)."""
+    with _lock, contextlib.suppress(ValueError):
+        _listeners.remove(listener)
 
 
 def install(listener: Callable[[Skipped], None]) -> None:

@@ -43,8 +43,12 @@ Guarantees, beyond the core's (:mod:`consumers.core`):
   is hidden and a *retriable* coordinator lookup failure (normal while a group forms)
   is a DEBUG line, not an ERROR.
 
-Not done: warming up from a snapshot (faust seeks on its own; the worker replays the
-retained history, and still saves snapshots other engines can warm from).
+* **Warm start as the other engines.** A stored snapshot of the events topic *as it is
+  now* (same topic id, offsets within its end) is merged and the partitions are sought
+  to its offsets while faust still holds them paused; otherwise the history is replayed.
+
+Not guaranteed: watermarks across a rebalance of the run's own group (there is none
+while the worker is alone in it); faust's own offset commits to that group are unused.
 
     consumer = FaustRevocationConsumer("127.0.0.1:9092", TopicNames(), "orders", "orders-1",
                                        KeySet.load("jwks.json")).start()
@@ -73,7 +77,7 @@ from consumers.core import ConsumerCore, ConsumerStats, Delivered, Headers
 from consumers.freshness import FreshnessGuard, FreshnessReport
 from consumers.metrics import ConsumerMetrics, log_extra
 from consumers.state import RevocationState
-from consumers.stores import SharedView, SnapshotStore
+from consumers.stores import ConsumerSnapshot, SharedView, SnapshotStore
 from schemas import (
     BrokerUnavailableError,
     ConfigError,
@@ -258,9 +262,12 @@ class FaustRevocationConsumer:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
+        self._warmed: asyncio.Event  # set once the first assignment (and warm-up) is done
         self._stop_requested = threading.Event()
         self._timer: asyncio.TimerHandle | None = None
+        self._soon = False  # a tick is due within the coalescing interval
         self._app: Any = None
+        self._warmed_from: ConsumerSnapshot | None = None
         self._skipped: collections.deque[aiokafka_guard.Skipped] = collections.deque(maxlen=10_000)
 
     @property
@@ -284,9 +291,9 @@ class FaustRevocationConsumer:
         return self.core.topic_id
 
     @property
-    def warmed_from(self) -> None:
-        """Always ``None``: the faust engine replays instead of warming from a snapshot."""
-        return None
+    def warmed_from(self) -> ConsumerSnapshot | None:
+        """The snapshot this run started from, if any."""
+        return self._warmed_from
 
     def freshness(self, now: float | None = None) -> FreshnessReport:
         return self.guard.report(now)
@@ -447,6 +454,7 @@ class FaustRevocationConsumer:
                     task.cancel()
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
+            aiokafka_guard.remove(self._skipped.append)
             self._delete_group()
             if self._own_datadir and self._datadir:
                 shutil.rmtree(self._datadir, ignore_errors=True)
@@ -461,6 +469,7 @@ class FaustRevocationConsumer:
                 pass
 
         self._stopping = asyncio.Event()
+        self._warmed = asyncio.Event()
         if self._stop_requested.is_set():
             return
         self._app = app = self._build_app()
@@ -519,9 +528,12 @@ class FaustRevocationConsumer:
                 core.next[tp.partition] = max(0, int(earliest.get(tp) or 0))
         if not self._start_end:
             highwaters = await consumer.highwaters(*tps)
-            self._start_end = {tp.partition: int(highwaters[tp]) for tp in tps}
+            end = {tp.partition: int(highwaters[tp]) for tp in tps}
+            await self._warm_up(tps, end)
+            self._start_end = end
             behind = sum(max(0, e - core.next[p]) for p, e in self._start_end.items())
             self.guard.set_not_ready(f"replaying {behind} retained records")
+        self._warmed.set()
         self.guard.set_partitions(core.next)
         self.metrics.track_staleness([tp.partition for tp in new], self.guard.staleness)
         log.info(
@@ -534,16 +546,38 @@ class FaustRevocationConsumer:
         self._assigned.set()
         self._check_ready()
 
+    async def _warm_up(self, tps: list[Any], end: Mapping[int, int]) -> None:
+        """Start from the stored snapshot when it is of this topic as it is now (the
+        partitions are still paused: faust fetches from these offsets)."""
+        if self._snapshots is None:
+            return
+        loop = asyncio.get_running_loop()
+        snapshot = await loop.run_in_executor(None, self.core.load_snapshot, end)
+        if snapshot is None:
+            return
+        for tp in tps:
+            offset = snapshot.offsets.get(tp.partition)
+            if offset is not None and offset > self.core.next[tp.partition]:
+                await self._app.consumer.seek(tp, offset)
+                self.core.next[tp.partition] = offset
+        self._warmed_from = snapshot
+
     async def _process(self, stream: Any) -> None:
         core = self.core
         try:
             async for event in stream.events():
                 message = event.message
+                if not self._warmed.is_set():  # records fetched while assignment is set up
+                    await self._warmed.wait()
+                if message.offset < core.next.get(message.partition, 0):
+                    continue  # fetched before the seek to a snapshot, or again: handled
                 core.handle(message.partition, message.offset, message.value, message)
                 core.batch_done()
                 if not self._ready.is_set():
                     self._check_ready()
-                if self._watermarks:
+                if self._watermarks and not self._soon:
+                    # At most one tick per coalescing interval while records flow.
+                    self._soon = True
                     self._arm(core.tick())
         except asyncio.CancelledError:
             raise
@@ -594,6 +628,7 @@ class FaustRevocationConsumer:
 
     def _tick(self) -> None:
         self._timer = None
+        self._soon = False
         if self._watermarks and not self._stop_requested.is_set():
             self._arm(self.core.tick())
 
@@ -648,6 +683,12 @@ class FaustRevocationConsumer:
         next_snapshot += self._snapshot_interval
         while True:
             await asyncio.sleep(_HOUSEKEEPING)
+            crash = getattr(self._app, "crash_reason", None)
+            if crash is not None and self._error is None:  # faust itself gave up: fail closed
+                self._error = crash
+                self._ready.clear()
+                self.guard.set_not_ready(f"faust worker crashed: {crash}")
+                self.metrics.set_ready(False)
             self.guard.beat()
             self._drain_skipped()
             now = time.monotonic()

@@ -18,6 +18,7 @@ import pytest
 from consumers.engines.faust import FaustRevocationConsumer
 from schemas import Envelope, KeySet, TopicNames
 from tests.consumers import test_consumers_kafka as kafka_scenarios
+from tests.consumers import test_consumers_snapshots as snapshot_scenarios
 from tests.consumers import test_consumers_watermarks as watermark_scenarios
 from tests.consumers.conftest import make_consumer
 
@@ -33,7 +34,10 @@ SCENARIOS: list[Callable[..., None]] = [
     watermark_scenarios.test_a_watermark_covers_an_event_only_once_it_is_applied,
     watermark_scenarios.test_watermarks_are_signed_by_the_instance_and_a_forgery_is_refused,
     watermark_scenarios.test_an_idle_instance_announces_itself_every_period,
+    snapshot_scenarios.test_a_snapshot_of_a_recreated_topic_is_refused_and_history_replayed,
 ]
+
+client = snapshot_scenarios.client  # that module's own fixture (a Redis client)
 
 
 def _on_faust(
@@ -54,7 +58,7 @@ def _on_faust(
 def test_the_faust_engine_passes_the_engine_scenarios(
     scenario: Callable[..., None], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for module in (kafka_scenarios, watermark_scenarios):
+    for module in (kafka_scenarios, watermark_scenarios, snapshot_scenarios):
         monkeypatch.setattr(module, "RevocationConsumer", _on_faust)
     arguments = {
         name: "faust" if name == "engine" else request.getfixturevalue(name)
