@@ -70,7 +70,7 @@ def plot_cdf_per_service(
         ax.set_ylabel("fraction of events")
         ax.set_title(f"{engine}: N={headline[0]}, R={headline[1]}/s")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left")
     return _save(fig, path)
 
 
@@ -80,7 +80,7 @@ def plot_p99_vs_rate(
     rows = [e for e in entries if e.get("p99_ms") is not None]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(10, 5.2))
     all_ns = sorted({e["n"] for e in rows})
     for engine in sorted({e["engine"] for e in rows}):
         for n in sorted({e["n"] for e in rows if e["engine"] == engine}):
@@ -100,7 +100,7 @@ def plot_p99_vs_rate(
     ax.set_ylabel("in force everywhere p99 (ms, log)")
     ax.set_title(f"p99 vs rate (red: {target_ms:g} ms target; dotted: Redis peers)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
@@ -110,7 +110,7 @@ def plot_p99_vs_n(
     rows = [e for e in entries if e.get("p99_ms") is not None]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(10, 5.2))
     all_rates: list[str] = []
     for e in rows:
         if e["rate"] not in all_rates:
@@ -132,7 +132,7 @@ def plot_p99_vs_n(
     ax.set_ylabel("in force everywhere p99 (ms, log)")
     ax.set_title(f"p99 vs number of services (red: {target_ms:g} ms target; dotted: Redis peers)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 

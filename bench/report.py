@@ -834,13 +834,13 @@ def main(argv: list[str] | None = None) -> int:
     headline = (results["settings"]["headline"][0], results["settings"]["headline"][1])
     inforce = results["in_force_everywhere"]
     boot = results.get("bootstrap") if isinstance(results.get("bootstrap"), dict) else {}
-    peer_entries = (results.get("peers") or {}).get("entries") or {}
+    peer_entries = list(((results.get("peers") or {}).get("entries") or {}).values())
     results["service_cpu_us_per_event"] = derive.service_cpu_per_event(inforce)
     results["apply_rate_per_s"] = derive.apply_rates(boot)
     results["raw_consume_rate_per_s"] = derive.raw_consume_rates(boot)
     results["bootstrap_ready_s"] = derive.bootstrap_ready(boot)
     results.setdefault("peers", {})["revocast_p99_over_peer_p99"] = derive.peer_comparison(
-        inforce, peer_entries)
+        inforce, results["peers"].get("entries") or {})
     results["targets"] = evaluate_targets(
         inforce, results.get("check_ns", {}), results.get("apply_vs_raw", {}), headline,
         e2e=results.get("raw_kafka_e2e_ms"), cpu=results["service_cpu_us_per_event"],
@@ -848,6 +848,15 @@ def main(argv: list[str] | None = None) -> int:
         ready=results["bootstrap_ready_s"], apply_rates=results["apply_rate_per_s"],
     )
     results["findings"] = findings(results, headline)
+    from bench import plots  # matplotlib: only when re-drawing
+
+    # Every plot but the per-service CDF (its raw latencies are not kept in results.json).
+    entries = [*inforce.values(), *peer_entries]
+    limit = results["targets"]["in_force_p99_ms"]["limit"]
+    plots.plot_p99_vs_rate(entries, path.parent / "p99_vs_rate.png", limit)
+    plots.plot_p99_vs_n(entries, path.parent / "p99_vs_n.png", limit)
+    plots.plot_exposure(results.get("exposure", {}).get("models", []),
+                        path.parent / "exposure_windows.png")
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     (path.parent / "results.md").write_text(render_markdown(results))
     for problem in validate_results(results):
