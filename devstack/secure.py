@@ -318,6 +318,8 @@ class SecureSetup:
             allow(IAM_USER, write, topics.events),
             allow(IAM_USER, read, topics.events),
             allow(IAM_USER, describe, topics.events),
+            # `revoke` reads the events topic's retention before accepting a long lifetime.
+            allow(IAM_USER, ACLOperation.DESCRIBE_CONFIGS, topics.events),
             allow(IAM_USER, read, topics.receipts),
             allow(IAM_USER, describe, topics.receipts),
             allow(IAM_USER, read, topics.dead_letter),

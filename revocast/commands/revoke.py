@@ -146,7 +146,10 @@ def _max_lifetime(settings: ProducerSettings, request: RevokeRequest) -> timedel
         return settings.max_credential_lifetime
     name = settings.topics.events
     retention = events_retention_ms(
-        settings.bootstrap_servers, settings.topics, timeout=settings.connect_timeout
+        settings.bootstrap_servers,
+        settings.topics,
+        timeout=settings.connect_timeout,
+        kafka_options=settings.kafka_security.to_kafka_python(),
     )
     hours = f"{math.ceil(wanted.total_seconds() / 3600)}h"
     if retention is None:
@@ -187,10 +190,12 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "credential":
         data["credential_kind"] = args.credential_kind
     request = parse_request(args.kind, data)
+    lifetime = _max_lifetime(settings, request)
     event = request.to_event(
-        default_lifetime=settings.default_credential_lifetime,
-        max_lifetime=_max_lifetime(settings, request),
+        default_lifetime=settings.default_credential_lifetime, max_lifetime=lifetime
     )
+    # The publisher caps expiries at the same lifetime the topic was found to retain.
+    settings = settings.model_copy(update={"max_credential_lifetime": lifetime})
     signer = settings.signing_key()
     timeout = args.timeout or settings.wait_timeout
 

@@ -45,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         retention = events_retention_ms(
-            settings.bootstrap_servers, settings.topics, timeout=settings.connect_timeout
+            settings.bootstrap_servers,
+            settings.topics,
+            timeout=settings.connect_timeout,
+            kafka_options=settings.kafka_security.to_kafka_python(),
         )
     except BrokerUnavailableError as exc:
         print(f"revocast serve-api: {exc}; starting anyway (connects on demand)", file=sys.stderr)

@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         else settings.receipts_retention,
         timeout=settings.connect_timeout,
         alter_retention=args.alter_retention,
+        kafka_options=settings.kafka_security.to_kafka_python(),
     )
     if args.json:
         print_json({"ok": report.ok, "topics": _report_json(report)})
