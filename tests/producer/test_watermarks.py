@@ -364,3 +364,33 @@ def test_an_event_an_instance_dead_lettered_is_not_in_force_there(
         assert info.value.status.refused == {"orders/o-1": "unknown_key"}
         assert "refused by orders/o-1 (unknown_key)" in str(info.value)
         assert not consumer.state.is_session_revoked("s-rogue")
+
+
+@pytest.mark.parametrize("engine", ["kafka-python", "confluent"])
+def test_every_engine_applies_batch_records_and_is_tracked_by_its_signed_watermarks(
+    kafka_bootstrap: str,
+    topics: TopicNames,
+    signing_key: SigningKey,
+    trusted_keys: KeySet,
+    engine: str,
+) -> None:
+    own = SigningKey.generate(f"api-{engine}")
+    with (
+        RevocationConsumer(
+            kafka_bootstrap, topics, "api", "api-1", trusted_keys, engine=engine,
+            instance_key=own, watermark_period=0.5,
+        ) as consumer,
+        ReceiptTracker(kafka_bootstrap, topics, service_keys=KeySet.of([own])) as tracker,
+        RevocationPublisher(kafka_bootstrap, topics, signing_key, tracker=tracker) as pub,
+    ):  # fmt: skip
+        assert consumer.wait_ready(30)
+        bulk = pub.publish_many([session(f"t-{i % 7}", f"e-{i}") for i in range(600)])
+        single = pub.revoke(session("t-0", "e-single"))
+        for published in [*bulk, single.published]:
+            applied = tracker.wait_in_force(published, timeout=30).services["api"].instances
+            assert [(i.instance, i.via, i.flavor) for i in applied] == [
+                ("api-1", "watermark", engine)
+            ]
+        assert all(consumer.state.is_session_revoked(f"e-{i}") for i in range(600))
+        assert consumer.stats().dead_lettered == 0
+        assert [i.engine for i in tracker.fleet_status(lag=False).instances] == [engine]
