@@ -40,7 +40,10 @@ Guarantees:
 * A record written after :meth:`ReceiptTracker.start` returned is seen (start
   positions are resolved to explicit offsets before ``start`` returns). To know the
   fleet at once, watermarks from the last ``fleet_window`` seconds before the start
-  are read too (receipts from before the start point are not indexed).
+  are read too (receipts from before the start point are not indexed). Not
+  guaranteed: an instance that fell silent before that window is unknown to this
+  tracker, so it cannot be named; keep the window longer than the services' periods
+  (``revocast status`` reads ``REVOCAST_FLEET_FORGET_AFTER`` back).
 * Latencies are ``applied_at_ns - published_at_ns``: the consumer's clock minus
   the publisher's. Across hosts they are only as good as clock sync.
 
