@@ -79,6 +79,7 @@ from schemas.topics import (
     DLQ_SERVICE_HEADER,
     DLQ_SOURCE_HEADER,
 )
+from schemas.watermark import MAX_REFUSED_PER_WATERMARK
 
 __all__ = [
     "ConsumerCore",
@@ -277,6 +278,9 @@ class ConsumerCore:
         self._send: Send | None = None
         self._started_ns = time.time_ns()
         self._advanced: set[int] = set()
+        # Offsets dead-lettered since the last watermark, which lists them (refused).
+        self._refused: dict[int, list[int]] = {}
+        self._refused_count = 0
         self._applied_ns = 0
         self._last_watermark = -float("inf")
         self._wm_key = self.who.encode()
@@ -397,6 +401,9 @@ class ConsumerCore:
         self._last_watermark = now
         if not offsets:
             return
+        refused = {p: tuple(o) for p, o in self._refused.items()}
+        self._refused.clear()
+        self._refused_count = 0
         mark = Watermark(
             service=self.service,
             instance=self.instance,
@@ -408,8 +415,21 @@ class ConsumerCore:
             started_at_ns=self._started_ns,
             period_s=self._period,
             ready=self.ready.is_set(),
+            refused=refused,
         )
         self._put(("watermark", mark))
+
+    def _note_refused(self, partition: int, offset: int) -> None:
+        """The next watermark lists this offset as refused (it passes it, not applied)."""
+        if not self._publish:
+            return
+        self._refused.setdefault(partition, []).append(offset)
+        self._refused_count += 1
+        if self._refused_count >= MAX_REFUSED_PER_WATERMARK:
+            # No more in one watermark: send it now; it passes exactly what was handled.
+            self._applied_ns = time.time_ns()
+            partitions = self._advanced | set(self._refused)
+            self._emit_watermark(time.monotonic(), {p: self.next[p] for p in partitions})
 
     def watermark_now(self) -> None:
         """Send a watermark naming every partition now (ready, stopping)."""
@@ -430,6 +450,7 @@ class ConsumerCore:
         headers: Headers | None = None,
     ) -> None:
         """Publish ``record`` to the dead-letter topic with the reason headers first."""
+        self._note_refused(partition, offset)
         self.dead_lettered += 1
         self.metrics.dead_lettered(exc.reason)
         source = f"{self.topics.events}/{partition}/{offset}"

@@ -140,6 +140,14 @@ class RecordIntake:
                 f"{wm.service}/{wm.instance} read an earlier {wm.topic} (id {theirs}, now {ours})",
             )
             return
+        # Refusals first, in the same step: a watermark that passes a record this
+        # instance dead-lettered must never make that record count as applied there.
+        for partition, offsets in wm.refused.items():
+            for offset in offsets:
+                known = self.fleet.refusals(partition, offset).get((wm.service, wm.instance))
+                # The dead letter itself names the precise reason; keep it when it came first.
+                if known is None:
+                    self.fleet.refuse(wm.service, wm.instance, partition, offset, "dead_lettered")
         self.fleet.add(wm, received_ns, sent_ns)
 
     def dead_letter(self, headers: Sequence[tuple[str, bytes | None]] | None) -> None:

@@ -35,11 +35,19 @@ from schemas.exceptions import (
 )
 from schemas.signing import KeySet, SigningKey, is_signed
 
-__all__ = ["MAX_WATERMARK_PARTITIONS", "WATERMARK_JWS_TYPE", "Watermark"]
+__all__ = [
+    "MAX_REFUSED_PER_WATERMARK",
+    "MAX_WATERMARK_PARTITIONS",
+    "WATERMARK_JWS_TYPE",
+    "Watermark",
+]
 
 WATERMARK_JWS_TYPE = "revocast-watermark+jws"
 MAX_WATERMARK_PARTITIONS = 10_000
 """Most partitions one watermark may name (a bound on what a reader accepts)."""
+MAX_REFUSED_PER_WATERMARK = 1_000
+"""Most refused offsets one watermark may list; an instance sends a watermark early
+rather than list more."""
 
 _Name = Annotated[
     str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
@@ -71,12 +79,26 @@ class Watermark(BaseModel):
         default=1.0, description="The instance sends a watermark at least this often."
     )
     ready: bool = Field(description="Caught up with the history that existed at its start.")
+    refused: dict[Annotated[int, Field(ge=0)], tuple[Annotated[int, Field(ge=0)], ...]] = Field(
+        default_factory=dict,
+        description="partition -> offsets below ``offsets[partition]`` that this instance "
+        "dead-lettered (did not apply) since its previous watermark. Carried in the same "
+        "signed record as the offsets it passes, so a reader never counts a refused record "
+        "as applied, whatever order the dead-letter topic arrives in.",
+    )
 
     @field_validator("offsets")
     @classmethod
     def _bounded(cls, value: dict[int, int]) -> dict[int, int]:
         if len(value) > MAX_WATERMARK_PARTITIONS:
             raise ValueError(f"more than {MAX_WATERMARK_PARTITIONS} partitions")
+        return value
+
+    @field_validator("refused")
+    @classmethod
+    def _few_refused(cls, value: dict[int, tuple[int, ...]]) -> dict[int, tuple[int, ...]]:
+        if sum(len(v) for v in value.values()) > MAX_REFUSED_PER_WATERMARK:
+            raise ValueError(f"more than {MAX_REFUSED_PER_WATERMARK} refused offsets")
         return value
 
     def to_bytes(self, signer: SigningKey | None = None) -> bytes:
@@ -118,5 +140,6 @@ class Watermark(BaseModel):
             raise UndecodableEventError(f"watermark is not JSON: {exc}") from None
 
     def covers(self, partition: int, offset: int) -> bool:
-        """Whether the record at ``offset`` of ``partition`` is applied by this watermark."""
+        """Whether this watermark passes the record at ``offset`` of ``partition`` (applied,
+        unless listed in :attr:`refused` here or in an earlier watermark of the run)."""
         return self.offsets.get(partition, 0) > offset

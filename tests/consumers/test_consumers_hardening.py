@@ -307,3 +307,25 @@ def test_the_faust_worker_survives_a_record_its_client_cannot_parse(
     assert sent.event_id in {Receipt.from_bytes(r.value).event_id for r in receipts}, log
     assert reasons(dead) == ["unparseable"]
     assert dict(dead[0].headers)[DLQ_SOURCE_HEADER].decode() == f"{topics.events}/0/1"
+
+
+def test_the_watermark_after_a_dead_letter_lists_it_as_refused(
+    kafka_bootstrap, topics, publisher, consumer_factory, read, until
+) -> None:
+    from schemas import Watermark
+
+    publisher.send(session(11), partition=0)
+    publisher.send_raw(b"not an event", partition=0)  # offset 1: dead-lettered
+    publisher.send(session(12), partition=0)
+    publisher.heartbeats()
+    publisher.flush()
+    consumer = consumer_factory()
+    assert consumer.wait_ready(30)
+
+    def refused() -> dict[int, tuple[int, ...]]:
+        found: dict[int, tuple[int, ...]] = {}
+        for r in read(kafka_bootstrap, topics.receipts, lambda _: True, timeout=1):
+            found.update(Watermark.from_bytes(r.value).refused)
+        return found
+
+    assert until(lambda: refused().get(0) == (1,), 20)

@@ -358,7 +358,7 @@ def test_an_event_an_instance_dead_lettered_is_not_in_force_there(
         assert good.wait_in_force(timeout=20).services["orders"].instances[0].via == "watermark"
         # Its watermarks are past the refused record, yet it never applied it. (The dead
         # letter is written before the watermark, but to another topic: let it be read.)
-        wait_for(lambda: bool(tracker.status(refused.event_id).refused))
+        wait_for(lambda: tracker.status(refused.event_id).refused == {"orders/o-1": "unknown_key"})
         with pytest.raises(NotInForceError) as info:
             refused.wait_in_force(timeout=1)
         assert info.value.status.refused == {"orders/o-1": "unknown_key"}
@@ -394,3 +394,25 @@ def test_every_engine_applies_batch_records_and_is_tracked_by_its_signed_waterma
         assert all(consumer.state.is_session_revoked(f"e-{i}") for i in range(600))
         assert consumer.stats().dead_lettered == 0
         assert [i.engine for i in tracker.fleet_status(lag=False).instances] == [engine]
+
+
+def test_a_watermark_lists_what_it_refused_so_the_dead_letter_can_come_later(
+    kafka_bootstrap: str, topics: TopicNames, signing_key: SigningKey
+) -> None:
+    # No dead-letter record at all (it may arrive after the watermark, or never): the
+    # signed watermark alone says the record it passes was not applied.
+    with (
+        ReceiptTracker(kafka_bootstrap, topics) as tracker,
+        RevocationPublisher(kafka_bootstrap, topics, signing_key, tracker=tracker) as pub,
+    ):
+        rev = pub.revoke(session("u-9", "s-9"))
+        p = rev.published
+        passed = mark(topics, "orders", "o-1", {p.partition: p.offset + 1})
+        passed = Watermark.model_validate(
+            {**passed.model_dump(), "refused": {p.partition: (p.offset,)}}
+        )
+        send_marks(kafka_bootstrap, topics, (passed, passed.to_bytes()))
+        wait_for(lambda: bool(tracker.status(rev.event_id).refused))
+        with pytest.raises(NotInForceError) as info:
+            rev.wait_in_force(["orders"], timeout=1.0)
+        assert info.value.status.refused == {"orders/o-1": "dead_lettered"}
