@@ -25,12 +25,12 @@ Guarantees:
   signed), wrongly signed ones are refused, counted by reason in :attr:`refused`
   and logged. Without keys, whoever can write the receipts topic can claim "in
   force": configure keys (and ACLs) in production.
-* **A refusal is not an application.** The dead-letter topic is read too: an
-  instance that dead-lettered the event's record has not applied it, whatever its
-  watermarks say, and is named as refusing it (:mod:`producer.intake`). Not
-  guaranteed: a dead letter the tracker reads *after* the watermark that passes it
-  (the two are written by one producer, dead letter first, to two topics) leaves a
-  moment in which the event counts as applied there.
+* **A refusal is not an application.** An instance that dead-lettered the event's
+  record has not applied it, whatever offsets its watermarks pass, and is named as
+  refusing it: each watermark lists the offsets it passes that its instance refused
+  (``refused``, in the same signed record, so no reading order can count one as
+  applied), and the dead-letter topic, read too, names the reason
+  (:mod:`producer.intake`).
 * **Nothing is silently skipped.** ``wait_in_force(event)`` with no service list
   waits for every instance of every service in the fleet; one that has gone silent
   and had not applied the event keeps it *not* in force (it is named in
