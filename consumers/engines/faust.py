@@ -47,6 +47,12 @@ Guarantees, beyond the core's (:mod:`consumers.core`):
   now* (same topic id, offsets within its end) is merged and the partitions are sought
   to its offsets while faust still holds them paused; otherwise the history is replayed.
 
+Cost: beside the older one-receipt-per-event worker on the same events at the same time,
+15-23% less process CPU per live event at 100/s and 1,000/s (about 260-290 us per event
+at 1,000/s, close to bare aiokafka's ~262 us); the produce path's socket writes went from
+5.5% of the busy samples to 0.6%. What remains is faust's fetch path: fetch requests and
+its consumer thread's hand-offs to the loop, per fetch rather than per event.
+
 Not guaranteed: watermarks across a rebalance of the run's own group (there is none
 while the worker is alone in it); faust's own offset commits to that group are unused.
 
