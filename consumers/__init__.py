@@ -26,7 +26,7 @@ from consumers.redis_store import RedisRevocationStore, RedisSessionLookup, Redi
 from consumers.settings import ConsumerSettings
 from consumers.state import ALLOW, Decision, RevocationState, Rule, Verdict
 from consumers.stores import ConsumerSnapshot, SharedView, SnapshotStore
-from consumers.verifier import VerifiedToken, Verifier, verify_request
+from consumers.verifier import RemoteKeys, VerifiedToken, Verifier, averify_request, verify_request
 
 __all__ = [
     "ALLOW",
@@ -45,6 +45,7 @@ __all__ = [
     "RedisRevocationStore",
     "RedisSessionLookup",
     "RedisSnapshotStore",
+    "RemoteKeys",
     "RevocationConsumer",
     "RevocationMiddleware",
     "RevocationState",
@@ -59,5 +60,6 @@ __all__ = [
     "Verdict",
     "VerifiedToken",
     "Verifier",
+    "averify_request",
     "verify_request",
 ]
