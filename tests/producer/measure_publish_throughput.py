@@ -27,6 +27,19 @@ from producer import RevocationPublisher, ensure_topics
 from schemas import SessionRevoked, SigningKey, Subject, SubjectOffboarded, TopicNames, in_seconds
 
 
+def offboardings(prefix: str, n: int) -> list[SubjectOffboarded]:
+    """``n`` offboarded service accounts, each its own subject (spread over partitions)."""
+    now, expires = datetime.now(UTC), in_seconds(3600)
+    return [
+        SubjectOffboarded(
+            subject=Subject(id=f"{prefix}-{i}", kind="service_account"),
+            not_before=now,
+            expires_at=expires,
+        )
+        for i in range(n)
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=2000, help="publish() calls (default 2000)")
@@ -72,16 +85,8 @@ def main() -> int:
             f"= {single:8.0f} events/s ({1000 / single:.2f} ms per acknowledged event)"
         )
 
-        now = datetime.now(UTC)
         for batch_records in (False, True):
-            events = [
-                SubjectOffboarded(
-                    subject=Subject(id=f"svc-{i}", kind="service_account"),
-                    not_before=now,
-                    expires_at=expires,
-                )
-                for i in range(args.bulk)
-            ]
+            events = offboardings("svc", args.bulk)
             pub.batch_records = batch_records
             began = time.perf_counter()
             published = pub.publish_many(events)
@@ -142,15 +147,7 @@ def in_force(bootstrap: str, topics: TopicNames, key: SigningKey, args: argparse
             f"in force at all {args.services} instances (single publish, watermarks): "
             f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms over {len(latencies)}"
         )
-        now = datetime.now(UTC)
-        bulk = [
-            SubjectOffboarded(
-                subject=Subject(id=f"bulk-{i}", kind="service_account"),
-                not_before=now,
-                expires_at=expires,
-            )
-            for i in range(args.bulk)
-        ]
+        bulk = offboardings("bulk", args.bulk)
         began = time.perf_counter()
         published = pub.publish_many(bulk)
         last_per_partition = {p.partition: p for p in sorted(published, key=lambda p: p.offset)}

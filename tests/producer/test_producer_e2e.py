@@ -74,6 +74,15 @@ def fleet(kafka_bootstrap: str, topics: TopicNames, trusted_keys: KeySet) -> Ite
         yield Fleet(consumers)
 
 
+def revocast_env(kafka_bootstrap: str, topics: TopicNames, key_file: Path) -> dict[str, str]:
+    """The environment of a `revocast` command against these topics, signing with the key."""
+    return cli_env(
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        REVOCAST_TOPIC_PREFIX=prefix_of(topics),
+        REVOCAST_SIGNING_KEY_FILE=str(key_file),
+    )
+
+
 @pytest.fixture
 def jwks_file(tmp_path: Path, trusted_keys: KeySet) -> Path:
     path = tmp_path / "public.jwks.json"
@@ -84,11 +93,7 @@ def jwks_file(tmp_path: Path, trusted_keys: KeySet) -> Path:
 def test_cli_revocation_reaches_every_service_and_is_reported_in_force(
     kafka_bootstrap: str, topics: TopicNames, fleet: Fleet, key_file: Path
 ) -> None:
-    env = cli_env(
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        REVOCAST_TOPIC_PREFIX=prefix_of(topics),
-        REVOCAST_SIGNING_KEY_FILE=str(key_file),
-    )
+    env = revocast_env(kafka_bootstrap, topics, key_file)
     done = run_cli(
         "revoke", "session", "--subject", "alice", "--session-id", "s-cli",
         "--reason", "laptop stolen", "--wait", "api,web", "--timeout", "20", "--json",
@@ -193,11 +198,7 @@ def test_api_revocation_reaches_every_service_and_reports_latencies(
 def test_everywhere_means_every_instance_and_status_shows_the_fleet(
     kafka_bootstrap: str, topics: TopicNames, fleet: Fleet, key_file: Path, signing_key: SigningKey
 ) -> None:
-    env = cli_env(
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        REVOCAST_TOPIC_PREFIX=prefix_of(topics),
-        REVOCAST_SIGNING_KEY_FILE=str(key_file),
-    )
+    env = revocast_env(kafka_bootstrap, topics, key_file)
     done = run_cli(
         "revoke", "session", "--subject", "zoe", "--session-id", "s-everywhere",
         "--everywhere", "--timeout", "20", "--json", env=env,
@@ -388,11 +389,7 @@ def test_key_rotation_with_both_keys_trusted_loses_nothing(
 def test_cli_consume_runs_a_service_that_applies_cli_revocations(
     kafka_bootstrap: str, topics: TopicNames, jwks_file: Path, key_file: Path
 ) -> None:
-    env = cli_env(
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        REVOCAST_TOPIC_PREFIX=prefix_of(topics),
-        REVOCAST_SIGNING_KEY_FILE=str(key_file),
-    )
+    env = revocast_env(kafka_bootstrap, topics, key_file)
     consumer = subprocess.Popen(
         [sys.executable, "-m", "revocast.cli", "consume", "--service", "mail",
          "--instance", "mail-1", "--jwks", str(jwks_file)],
