@@ -30,8 +30,9 @@ presence and latency are as good as clock sync.
 
 Refusals: an instance that dead-lettered the record at (partition, offset) has *not*
 applied it, though its watermarks pass that offset. The fleet keeps such refusals
-(listed in the watermarks themselves, and named by the dead-letter topic) across runs: an event refused once stays not in force at
-that instance (republishing puts it at a new offset). At most ``max_refusals``
+(listed in the watermarks themselves, and named by the dead-letter topic) across
+runs: an event refused once stays not in force at that instance (republishing puts
+it at a new offset). At most ``max_refusals``
 offsets are kept, oldest first out.
 
 Bounded: at most ``max_instances`` instances, ``max_runs`` runs each, and
