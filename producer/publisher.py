@@ -33,12 +33,11 @@ safe, and the error says which events to republish.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -46,12 +45,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 from kafka import KafkaProducer
 from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
-from kafka.partitioner.default import murmur2
 
+from producer.batching import by_partition, records
 from producer.exceptions import BulkPublishError
 from producer.topics import admin_client, require_reachable, topic_partitions
 from schemas import (
-    MAX_BATCH_EVENTS,
     BrokerUnavailableError,
     ConfigError,
     Envelope,
@@ -63,23 +61,17 @@ from schemas import (
     TopicNames,
     encode,
 )
-from schemas.batch import MAX_BATCH_BYTES
 
 if TYPE_CHECKING:
     from producer.settings import ProducerSettings
     from producer.tracker import EventStatus, InForce, ReceiptTracker
 
-__all__ = ["FailedEvent", "Published", "Revocation", "RevocationPublisher", "batch_payload"]
+__all__ = ["FailedEvent", "Published", "Revocation", "RevocationPublisher"]
 
 log = logging.getLogger(__name__)
 
 _SLACK = 1.0  # seconds on top of delivery_timeout for the sender thread to report back
 _CHUNK = 1024  # events signed before they are handed to the sender, in publish_many
-_MAX_BATCH_VALUE = MAX_BATCH_BYTES
-"""Largest batch record value built: the signed JWS, not only its payload."""
-# base64url makes the payload 4/3 larger; header, signature and a timestamp margin fit in 512.
-_MAX_BATCH_PAYLOAD = (_MAX_BATCH_VALUE - 512) * 3 // 4
-_BATCH_OVERHEAD = len('{"v":1,"type":"batch","events":[]}') + 64  # restamping may add digits
 
 
 @dataclass(frozen=True)
@@ -215,15 +207,6 @@ def _close_in_background(producer: KafkaProducer, timeout: float) -> None:
 
 def _describe(env: Envelope) -> str:
     return f"{env.event_id} ({env.event.type})"
-
-
-def batch_payload(envelope_jsons: Sequence[bytes]) -> bytes:
-    """The JSON of an :class:`~schemas.EventBatch` of envelopes already serialized.
-
-    Byte for byte what :func:`schemas.encode_batch` signs (a test keeps it so), without
-    validating and serializing every envelope a second time: half the CPU of a bulk.
-    """
-    return b'{"v":1,"type":"batch","events":[' + b",".join(envelope_jsons) + b"]}"
 
 
 class RevocationPublisher:
@@ -515,11 +498,11 @@ class RevocationPublisher:
 
         Every event is validated (wrapped in an envelope) before anything is sent.
         With ``batch_records`` (the default) the events bound for one partition are
-        packed, in input order, into signed batch records of at most
-        :data:`~schemas.MAX_BATCH_EVENTS` events and :data:`_MAX_BATCH_VALUE` bytes
-        (one signature per record, :mod:`schemas.batch`); a partition that gets one
-        event gets a single-event record. Each event's :class:`Published` names its
-        record's partition and offset (shared by the events of one batch).
+        packed, in input order, into signed batch records, bounded in events and bytes
+        (one signature per record; :mod:`producer.batching`, :mod:`schemas.batch`); a
+        partition that gets one event gets a single-event record. Each event's
+        :class:`Published` names its record's partition and offset (shared by the
+        events of one batch).
 
         Raises :class:`~producer.exceptions.BulkPublishError` (a ``PublishError``)
         naming every event that was not acknowledged (all the events of a refused
@@ -551,7 +534,7 @@ class RevocationPublisher:
             # sender thread record by record (twice as fast), and stamps stay close.
             waiting = 0
             for part, indexes in self._groups(envelopes, partitions):
-                for chunk, value in self._encoded(envelopes, indexes):
+                for chunk, value in records(envelopes, indexes, self._signer):
                     ready.append((part, chunk, value))
                     waiting += len(chunk)
                     if waiting >= _CHUNK:
@@ -599,59 +582,15 @@ class RevocationPublisher:
     def _groups(
         self, envelopes: list[Envelope], partitions: Sequence[int] | None
     ) -> list[tuple[int | None, list[int]]]:
-        """(partition, indexes of its events in input order): what goes where.
-
-        Without batch records every event is its own group, partitioned by the
-        producer (by key). With them, each event's partition is chosen here the way
-        the producer would (murmur2 of the key, as the Java client), so one subject's
-        events stay in one partition, in order, whichever way they are published.
-        """
+        """(partition, indexes of its events): one per event without batch records
+        (partitioned by the producer), per partition with them (:mod:`producer.batching`)."""
         if not self.batch_records:
             return [
                 (partitions[i] if partitions is not None else None, [i])
                 for i in range(len(envelopes))
             ]
-        parts = self._partitions if partitions is not None else self.partitions()
-        spread = itertools.count()
-        groups: dict[int | None, list[int]] = {}
-        for i, env in enumerate(envelopes):
-            if partitions is not None:
-                part = partitions[i]
-            else:
-                key = env.partition_key
-                pick = (murmur2(key) & 0x7FFFFFFF) if key is not None else next(spread)
-                part = parts[pick % len(parts)]
-            groups.setdefault(part, []).append(i)
-        return list(groups.items())
-
-    def _encoded(
-        self, envelopes: list[Envelope], indexes: list[int]
-    ) -> Iterator[tuple[list[int], bytes]]:
-        """Cut one partition's events into records: (indexes, signed value) each.
-
-        Each event is stamped just before it is serialized (latency is measured from
-        the send) and serialized once: its JSON both sizes the batch and goes into it.
-        A record of one event is a single-event record.
-        """
-        chunk: list[int] = []
-        jsons: list[bytes] = []
-        size = _BATCH_OVERHEAD
-        for i in indexes:
-            env = envelopes[i] = envelopes[i].restamped()
-            data = env.model_dump_json().encode()
-            if chunk and (len(chunk) >= MAX_BATCH_EVENTS or size + len(data) > _MAX_BATCH_PAYLOAD):
-                yield chunk, self._signed(jsons)
-                chunk, jsons, size = [], [], _BATCH_OVERHEAD
-            chunk.append(i)
-            jsons.append(data)
-            size += len(data) + 1
-        if chunk:
-            yield chunk, self._signed(jsons)
-
-    def _signed(self, jsons: list[bytes]) -> bytes:
-        payload = jsons[0] if len(jsons) == 1 else batch_payload(jsons)
-        signer = self._signer
-        return signer.sign(payload) if signer is not None else payload
+        available = self._partitions if partitions is not None else self.partitions()
+        return list(by_partition(envelopes, partitions, available))
 
     def revoke(self, event: RevocationEvent) -> Revocation:
         """:meth:`publish`, returning a :class:`Revocation` handle to wait on."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from producer.publisher import batch_payload
+from producer.batching import batch_payload
 from schemas import (
     Envelope,
     EventBatch,
