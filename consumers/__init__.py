@@ -2,8 +2,8 @@
 
 ``RevocationConsumer`` reads every partition into a ``RevocationState``;
 ``Verifier`` (and ``RevocationMiddleware`` for ASGI apps) checks tokens against
-it. Test helpers live in :mod:`consumers.testing`; the faust-streaming flavor in
-:mod:`consumers.faust_app` (not imported here: faust is heavy); the process entry
+it. Test helpers live in :mod:`consumers.testing`; the engines in
+:mod:`consumers.engines` (the faust one is not imported here: faust is heavy); the process entry
 point in :mod:`consumers.service` (``run_service``, ``python -m consumers``; not
 imported here, so ``python -m consumers.service`` runs without runpy's warning).
 """
