@@ -79,8 +79,9 @@ class InMemoryRevocations:
         self.lifetime = lifetime
         self.published: list[Envelope] = []
 
-    def _subject(self, subject: str, kind: SubjectKind | str) -> Subject:
-        return Subject(id=subject, kind=SubjectKind(kind))
+    def _subject(self, subject: str, kind: SubjectKind | str, tenant: str | None) -> Subject:
+        """``tenant`` scopes the fact to tokens of that tenant; ``None``: every tenant."""
+        return Subject(id=subject, kind=SubjectKind(kind), tenant=tenant)
 
     def _expiry(self, expires_in: float | None) -> datetime:
         return datetime.now(UTC) + timedelta(
@@ -99,11 +100,12 @@ class InMemoryRevocations:
         *,
         subject: str = "user-1",
         kind: SubjectKind | str = SubjectKind.HUMAN,
+        tenant: str | None = None,
         expires_in: float | None = None,
     ) -> Envelope:
         return self.publish(
             SessionRevoked(
-                subject=self._subject(subject, kind),
+                subject=self._subject(subject, kind, tenant),
                 session_id=session_id,
                 expires_at=self._expiry(expires_in),
             )
@@ -115,11 +117,14 @@ class InMemoryRevocations:
         *,
         subject: str = "user-1",
         kind: SubjectKind | str = SubjectKind.HUMAN,
+        tenant: str | None = None,
         expires_in: float | None = None,
     ) -> Envelope:
         return self.publish(
             TokenRevoked(
-                subject=self._subject(subject, kind), jti=jti, expires_at=self._expiry(expires_in)
+                subject=self._subject(subject, kind, tenant),
+                jti=jti,
+                expires_at=self._expiry(expires_in),
             )
         )
 
@@ -128,13 +133,14 @@ class InMemoryRevocations:
         subject: str,
         *,
         kind: SubjectKind | str = SubjectKind.HUMAN,
+        tenant: str | None = None,
         not_before: datetime | float | None = None,
         expires_in: float | None = None,
     ) -> Envelope:
         """Every token for (or acting through) ``subject`` issued before ``not_before``."""
         return self.publish(
             SubjectOffboarded(
-                subject=self._subject(subject, kind),
+                subject=self._subject(subject, kind, tenant),
                 not_before=_when(not_before),
                 expires_at=self._expiry(expires_in),
             )
@@ -145,13 +151,14 @@ class InMemoryRevocations:
         subject: str,
         *,
         kind: SubjectKind | str = SubjectKind.HUMAN,
+        tenant: str | None = None,
         changed_at: datetime | float | None = None,
         claims: tuple[str, ...] = ("roles",),
         expires_in: float | None = None,
     ) -> Envelope:
         return self.publish(
             ClaimsChanged(
-                subject=self._subject(subject, kind),
+                subject=self._subject(subject, kind, tenant),
                 changed_at=_when(changed_at),
                 claims=claims,
                 expires_at=self._expiry(expires_in),
@@ -165,12 +172,13 @@ class InMemoryRevocations:
         credential_kind: CredentialKind | str = CredentialKind.SIGNING_KEY,
         subject: str = "iam",
         kind: SubjectKind | str = SubjectKind.SERVICE_ACCOUNT,
+        tenant: str | None = None,
         not_before: datetime | float | None = None,
         expires_in: float | None = None,
     ) -> Envelope:
         return self.publish(
             CredentialRotated(
-                subject=self._subject(subject, kind),
+                subject=self._subject(subject, kind, tenant),
                 credential_id=credential_id,
                 credential_kind=CredentialKind(credential_kind),
                 not_before=_when(not_before),

@@ -254,3 +254,12 @@ def test_the_verifier_reads_the_configured_tenant_claim(
     assert verifier.verify(token("globex")).subject == "alice"
     with pytest.raises(RevokedTokenError, match="acme"):
         verifier.verify(token("acme"))
+
+
+def test_the_in_memory_publisher_scopes_facts_to_a_tenant() -> None:
+    from consumers.testing import InMemoryRevocations
+
+    revocations = InMemoryRevocations()
+    revocations.offboard("alice", tenant="acme")
+    assert not revocations.state.check({"sub": "alice", "iat": 0, "tid": "acme"}).allowed
+    assert revocations.state.check({"sub": "alice", "iat": 0, "tid": "globex"}).allowed
