@@ -123,6 +123,11 @@ class EventStatus(_Frozen):
     waiting: tuple[InstanceWaiting, ...] = Field(
         default=(), description="Instances known from watermarks that have not applied it."
     )
+    source: dict[str, str] | None = Field(
+        default=None,
+        description="Where the event came from (channel, origin, SET jti as ref, txn, toe, "
+        "received_at), when the tracker read the event itself.",
+    )
 
     def missing(
         self, services: Sequence[str], min_instances: int = 1, *, silent_ok: bool = False
@@ -279,6 +284,7 @@ def build_status(
             for name, items in sorted(by_service.items())
         },
         waiting=tuple(waiting),
+        source=ref.source if ref is not None else None,
     )
 
 

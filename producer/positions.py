@@ -53,10 +53,17 @@ class EventRef:
     partition: int
     offset: int
     published_at_ns: int | None
+    source: dict[str, Any] | None = None
+    """Where the event came from (``schemas.Source``: channel, origin, SET jti, txn...), as
+    read from the record; informational (unverified when the tracker has no event keys)."""
 
 
-def _ids_in(value: bytes | None, keys: KeySet | None) -> list[tuple[str, str | None, int | None]]:
-    """(event_id, type, published_at_ns) of every event in a record value; [] when unreadable."""
+_Found = tuple[str, str | None, int | None, dict[str, Any] | None]
+
+
+def _ids_in(value: bytes | None, keys: KeySet | None) -> list[_Found]:
+    """(event_id, type, published_at_ns, source) of every event in a record value; [] when
+    unreadable."""
     if not value or len(value) > MAX_RECORD_BYTES:
         return []
     if keys is not None:
@@ -64,7 +71,15 @@ def _ids_in(value: bytes | None, keys: KeySet | None) -> list[tuple[str, str | N
             envs = decode_records(value, keys, require_signature=True)
         except InvalidEventError:
             return []
-        return [(str(e.event_id), e.event.type, e.published_at_ns) for e in envs]
+        return [
+            (
+                str(e.event_id),
+                e.event.type,
+                e.published_at_ns,
+                _source_of(e.event.model_dump(mode="json")),
+            )
+            for e in envs
+        ]
     payload = value
     try:
         if is_signed(value):
@@ -86,9 +101,19 @@ def _ids_in(value: bytes | None, keys: KeySet | None) -> list[tuple[str, str | N
                     item["event_id"],
                     kind if isinstance(kind, str) else None,
                     stamp if isinstance(stamp, int) else None,
+                    _source_of(event),
                 )
             )
     return out
+
+
+def _source_of(event: Any) -> dict[str, Any] | None:
+    source = event.get("source") if isinstance(event, dict) else None
+    if not isinstance(source, dict):
+        return None
+    # Bounded: the known Source fields, as short strings.
+    keys = ("channel", "origin", "ref", "txn", "toe", "received_at")
+    return {k: str(source[k])[:256] for k in keys if source.get(k) is not None}
 
 
 class EventsReader:
@@ -198,11 +223,12 @@ class EventsReader:
                             if record.offset + 1 >= todo.get(tp, 0):
                                 todo.pop(tp, None)
                                 consumer.pause(tp)
-                            for found, kind, stamp in _ids_in(record.value, keys):
+                            for found, kind, stamp, source in _ids_in(record.value, keys):
                                 if found == wanted:
-                                    copies.append(
-                                        EventRef(event_id, kind, tp.partition, record.offset, stamp)
+                                    ref = EventRef(
+                                        event_id, kind, tp.partition, record.offset, stamp, source
                                     )
+                                    copies.append(ref)
             except KafkaError as exc:
                 raise BrokerUnavailableError(
                     f"cannot read {self.topics.events} to find event {event_id}: {exc}"

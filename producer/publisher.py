@@ -84,6 +84,8 @@ class Published:
     partition: int
     offset: int
     published_at_ns: int
+    source: dict[str, str] | None = None
+    """Where the event came from (its ``schemas.Source``, JSON-able), if it says."""
 
     @property
     def published_at(self) -> datetime:
@@ -466,6 +468,7 @@ class RevocationPublisher:
             partition=int(meta.partition),
             offset=int(meta.offset),
             published_at_ns=env.published_at_ns,
+            source=_source(env),
         )
 
     def publish(
@@ -616,3 +619,10 @@ class RevocationPublisher:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _source(env: Envelope) -> dict[str, str] | None:
+    source = getattr(env.event, "source", None)
+    if source is None:
+        return None
+    return {k: str(v) for k, v in source.model_dump(mode="json", exclude_none=True).items()}

@@ -424,6 +424,7 @@ class ReceiptTracker:
                     published.partition,
                     published.offset,
                     published.published_at_ns,
+                    published.source,
                 )
             )
             self._cond.notify_all()

@@ -88,6 +88,21 @@ def fleet_lines(fleet: FleetStatus) -> list[str]:
     return lines
 
 
+def _chain(source: dict[str, str]) -> str:
+    """IdP -> request/SET -> this event, in one line: ``ssf https://idp.example SET
+    jti-1 (txn t-9, event at 2026-...) received 2026-...``."""
+    channel = source.get("channel", "?")
+    parts = [channel, source.get("origin", "")]
+    if source.get("ref"):
+        parts.append(("SET " if channel == "ssf" else "request ") + source["ref"])
+    extra = [f"{k} {source[k]}" for k in ("txn", "toe") if source.get(k)]
+    if extra:
+        parts.append(f"({', '.join(extra)})")
+    if source.get("received_at"):
+        parts.append(f"received {source['received_at']}")
+    return " ".join(p for p in parts if p)
+
+
 def _status_lines(status: EventStatus, missing: list[str]) -> list[str]:
     where = (
         f" at partition {status.partition} offset {status.offset}"
@@ -98,6 +113,8 @@ def _status_lines(status: EventStatus, missing: list[str]) -> list[str]:
         f"{status.event_id} ({status.event_type}) published "
         f"{status.published_at.isoformat() if status.published_at else '?'}{where}:"
     ]
+    if status.source:
+        lines.append(f"  from: {_chain(status.source)}")
     for name, svc in status.services.items():
         lines.append(f"  {name}: first {svc.first_ms:.1f} ms, last {svc.last_ms:.1f} ms")
         for inst in svc.instances:

@@ -416,3 +416,34 @@ def test_a_watermark_lists_what_it_refused_so_the_dead_letter_can_come_later(
         with pytest.raises(NotInForceError) as info:
             rev.wait_in_force(["orders"], timeout=1.0)
         assert info.value.status.refused == {"orders/o-1": "dead_lettered"}
+
+
+def test_status_shows_where_an_event_came_from(
+    kafka_bootstrap: str, topics: TopicNames, signing_key: SigningKey, trusted_keys: KeySet
+) -> None:
+    from schemas import Source
+
+    source = Source(
+        channel="ssf", origin="https://idp.example", ref="set-jti-1", txn="txn-9",
+        toe=datetime(2026, 11, 29, 12, 0, tzinfo=UTC), received_at=datetime.now(UTC),
+    )  # fmt: skip
+    event = SessionRevoked(
+        subject=Subject(id="u-7", kind="human"), session_id="s-7",
+        expires_at=in_seconds(3600), source=source,
+    )  # fmt: skip
+    with RevocationPublisher(kafka_bootstrap, topics, signing_key) as pub:
+        published = pub.publish(event)
+    assert published.source is not None
+    assert published.source["ref"] == "set-jti-1"
+    # Another process (revocast status EVENT_ID) finds it by id and reads its origin.
+    with ReceiptTracker(kafka_bootstrap, topics) as tracker:
+        assert tracker.locate(published.event_id, timeout=15)
+        status = tracker.status(published.event_id)
+    assert status.source is not None
+    assert status.source["channel"] == "ssf"
+    assert status.source["origin"] == "https://idp.example"
+    assert (status.source["ref"], status.source["txn"]) == ("set-jti-1", "txn-9")
+    from revocast.commands.status import _chain
+
+    line = _chain(status.source)
+    assert line.startswith("ssf https://idp.example SET set-jti-1 (txn txn-9, toe 2026-11-29")
