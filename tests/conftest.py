@@ -14,6 +14,7 @@ integration test never skips because a broker is missing.
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from devstack import DevstackError, Services, resolve_services
+from devstack import DevstackError, KafkaBroker, Services, resolve_services
 from schemas import KeySet, SigningKey, TopicNames
 
 PARTITIONS = 3
@@ -60,6 +61,19 @@ def services(request: pytest.FixtureRequest) -> Iterator[Services]:
         yield started
     finally:
         stack.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def private_broker() -> Iterator[KafkaBroker]:
+    """A broker of the test module's own (devstack, free loopback ports), for tests that
+    stop and restart it; the shared one stays up for everyone else."""
+    broker = KafkaBroker(start_timeout=90)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        gc.collect()  # kafka-python leaves sockets of refused connects behind
 
 
 @pytest.fixture(scope="session")

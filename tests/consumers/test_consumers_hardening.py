@@ -7,7 +7,6 @@ runs a consumer runs once per engine.
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import subprocess
@@ -219,17 +218,6 @@ def test_polls_that_keep_failing_turn_unhealthy() -> None:
 
 
 # ---------------------------------------------------------------- broker restart
-
-
-@pytest.fixture(scope="module")
-def private_broker() -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(start_timeout=90)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-        gc.collect()
 
 
 def test_consumers_resume_within_seconds_of_the_broker_coming_back(

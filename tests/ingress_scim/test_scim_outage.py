@@ -44,16 +44,6 @@ def collect_leaked_sockets() -> Iterator[None]:
     gc.collect()
 
 
-@pytest.fixture(scope="module")
-def private_broker() -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(start_timeout=90)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
 def test_broker_outage_gives_503_commits_nothing_and_the_retry_publishes(
     private_broker: KafkaBroker,
     scim_settings: ScimSettings,

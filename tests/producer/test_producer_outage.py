@@ -57,16 +57,6 @@ def collect_leaked_sockets() -> Iterator[None]:
     gc.collect()
 
 
-@pytest.fixture(scope="module")
-def private_broker() -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(start_timeout=90)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
 def revoke(i: int) -> SessionRevoked:
     return SessionRevoked(
         subject=Subject(id=f"u-{i}", kind="human"), session_id=f"s-{i}", expires_at=in_seconds(600)
