@@ -91,6 +91,9 @@ def _headers() -> list[str]:
     return rows
 
 
+_DEAD_LETTERING = ("schemas.", "consumers.")
+
+
 def _reasons() -> list[str]:
     described = dict(re.findall(r"(\w+Error) {2,}([^\n]+)", schemas.exceptions.__doc__ or ""))
     seen: dict[str, list[str]] = {}
@@ -98,6 +101,11 @@ def _reasons() -> list[str]:
     while todo:
         cls = todo.pop(0)
         todo.extend(sorted(cls.__subclasses__(), key=lambda c: c.__name__))
+        if not cls.__module__.startswith(_DEAD_LETTERING):
+            # Only what a consumer can write as a dead-letter reason: other packages'
+            # refusals (an SSF SET, say) never reach the dead-letter topic, and counting
+            # them would make the table depend on what happens to be imported.
+            continue
         own_doc = cls.__dict__.get("__doc__") or ""
         text = described.get(cls.__name__) or own_doc.strip().split("\n\n")[0]
         if cls is InvalidEventError:

@@ -38,3 +38,12 @@ def test_the_tables_name_what_the_code_names() -> None:
         assert f"`{reason}`" in section
     for field in ("event_id", "applied_at_ns", "partition", "offset"):
         assert f"`{field}`" in section
+
+
+def test_the_tables_do_not_depend_on_what_else_is_imported() -> None:
+    # The SSF receiver refuses SETs with its own InvalidEventError kind; it never writes a
+    # dead letter, so importing it must not change the dead-letter reasons table.
+    before = render()
+    import producer.ingress.ssf.exceptions  # noqa: F401
+
+    assert render() == before
