@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
@@ -154,6 +154,7 @@ def _waits_not(text: str) -> bool:
 
 
 @FUZZ
+@example(event_id="0/", services=None, wait=None)  # an encoded trailing slash: a 307
 @given(
     st.text(max_size=40) | st.uuids().map(str),
     st.none() | st.text(max_size=300),
@@ -165,6 +166,11 @@ def test_status_queries(
     params = {k: v for k, v in (("services", services), ("wait", wait)) if v is not None}
     path = f"/v1/revocations/{quote(event_id, safe='')}"
     response = http.get(path, params=params, headers=AUTH)
+    if event_id.endswith("/"):
+        # An encoded trailing slash ("0%2F") is a path the router redirects to its
+        # slash-less form: an answer, not a failure.
+        assert response.status_code in {200, 307, 404, 405, 422, 503}, response.text[:300]
+        return
     assert response.status_code in {200, 404, 405, 422, 503}, response.text[:300]
     if response.status_code != 404:  # a path the router does not know is Starlette's 404
         assert response.json()
