@@ -55,6 +55,7 @@ from prometheus_client import CollectorRegistry
 from consumers.core import (
     ConsumerCore,
     ConsumerStats,
+    CoreViews,
     DecoderCrashError,
     EventIdSet,
     UnparseableRecordError,
@@ -62,7 +63,7 @@ from consumers.core import (
     require_trusted_keys,
 )
 from consumers.engines import Engine, make_engine
-from consumers.freshness import FreshnessGuard, FreshnessReport
+from consumers.freshness import FreshnessGuard
 from consumers.metrics import ConsumerMetrics, log_extra
 from consumers.state import RevocationState
 from consumers.stores import ConsumerSnapshot, SharedView, SnapshotStore
@@ -91,7 +92,7 @@ _REFRESH_INTERVAL: Final = 30.0  # seconds between checks for new partitions
 _POSITION_INTERVAL: Final = 1.0  # seconds between position/lag (ListOffsets) refreshes
 
 
-class RevocationConsumer:
+class RevocationConsumer(CoreViews):
     """Reads all partitions of the events topic into a :class:`RevocationState`.
 
     ``keys`` are the trusted event-signing keys; with ``require_signature``
@@ -264,31 +265,11 @@ class RevocationConsumer:
         """The error that ended the consumer thread, if one did."""
         return self._error
 
-    @property
-    def warmed_from(self) -> ConsumerSnapshot | None:
-        """The snapshot this run started from, if any."""
-        return self._warmed_from
-
-    @property
-    def topic_id(self) -> str | None:
-        """Kafka's id of the events topic, as read at start."""
-        return self.core.topic_id
-
-    def freshness(self, now: float | None = None) -> FreshnessReport:
-        return self.guard.report(now)
-
     def denial(self, now: float | None = None) -> str | None:
         """Why a privileged check must be denied now (see :meth:`FreshnessGuard.denial`)."""
         if self._error is not None:
             return f"revocation consumer stopped: {self._error}"
         return self.guard.denial(now)
-
-    def positions(self) -> dict[int, int]:
-        """Next offset to read per partition (everything before it is applied)."""
-        return dict(self.core.next)
-
-    def stats(self) -> ConsumerStats:
-        return self.core.stats()
 
     # ------------------------------------------------------------- opening
 

@@ -57,7 +57,7 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry
 
 from consumers.core_sodium import sodium_keys
-from consumers.freshness import FreshnessGuard
+from consumers.freshness import FreshnessGuard, FreshnessReport
 from consumers.metrics import ConsumerMetrics, log_extra
 from consumers.state import RevocationState
 from consumers.stores import ConsumerSnapshot, SharedView, SnapshotStore
@@ -84,6 +84,7 @@ from schemas.watermark import MAX_REFUSED_PER_WATERMARK
 __all__ = [
     "ConsumerCore",
     "ConsumerStats",
+    "CoreViews",
     "DecoderCrashError",
     "Delivered",
     "EventIdSet",
@@ -127,6 +128,36 @@ class ConsumerStats:
     dead_letters_dropped: int = 0
     """Dead letters not published because the outbox stayed full (logged with coordinates)."""
     watermarks_sent: int = 0
+
+
+class CoreViews:
+    """The read-only views every consumer facade answers from its :class:`ConsumerCore`
+    (the kafka-python/confluent :class:`~consumers.consumer.RevocationConsumer` and the
+    faust one alike)."""
+
+    core: ConsumerCore
+    guard: FreshnessGuard
+    _warmed_from: ConsumerSnapshot | None
+
+    @property
+    def warmed_from(self) -> ConsumerSnapshot | None:
+        """The snapshot this run started from, if any."""
+        return self._warmed_from
+
+    @property
+    def topic_id(self) -> str | None:
+        """Kafka's id of the events topic, as read at start."""
+        return self.core.topic_id
+
+    def freshness(self, now: float | None = None) -> FreshnessReport:
+        return self.guard.report(now)
+
+    def positions(self) -> dict[int, int]:
+        """Next offset to read per partition (everything before it is applied)."""
+        return dict(self.core.next)
+
+    def stats(self) -> ConsumerStats:
+        return self.core.stats()
 
 
 class EventIdSet:

@@ -79,8 +79,8 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry
 
 from consumers import aiokafka_guard
-from consumers.core import ConsumerCore, ConsumerStats, Delivered, Headers
-from consumers.freshness import FreshnessGuard, FreshnessReport
+from consumers.core import ConsumerCore, CoreViews, Delivered, Headers
+from consumers.freshness import FreshnessGuard
 from consumers.metrics import ConsumerMetrics, log_extra
 from consumers.state import RevocationState
 from consumers.stores import ConsumerSnapshot, SharedView, SnapshotStore
@@ -190,7 +190,7 @@ def _topic_id(raw: Any) -> str | None:
 # ------------------------------------------------------------------ the consumer
 
 
-class FaustRevocationConsumer:
+class FaustRevocationConsumer(CoreViews):
     """A faust worker, in its own thread and event loop, feeding the shared core."""
 
     def __init__(
@@ -292,30 +292,11 @@ class FaustRevocationConsumer:
         """What stopped the worker (a crashed agent, a failed start), if anything."""
         return self._error
 
-    @property
-    def topic_id(self) -> str | None:
-        return self.core.topic_id
-
-    @property
-    def warmed_from(self) -> ConsumerSnapshot | None:
-        """The snapshot this run started from, if any."""
-        return self._warmed_from
-
-    def freshness(self, now: float | None = None) -> FreshnessReport:
-        return self.guard.report(now)
-
     def denial(self, now: float | None = None) -> str | None:
         """Why a privileged check must be denied now: a crashed agent fails closed."""
         if self._error is not None:
             return f"revocation agent crashed: {type(self._error).__name__}: {self._error}"
         return self.guard.denial(now)
-
-    def positions(self) -> dict[int, int]:
-        """Next offset to read per partition (everything before it is applied)."""
-        return dict(self.core.next)
-
-    def stats(self) -> ConsumerStats:
-        return self.core.stats()
 
     # ----------------------------------------------------------- lifecycle
 
